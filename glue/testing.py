@@ -1,0 +1,205 @@
+"""Test actors that behave as Supabase's own services do against the database.
+
+- `Postgrest` opens one transaction per request as PostgREST does: connected as
+  `authenticator`, search_path and JWT claims set locally, then SET LOCAL ROLE to
+  the claim's role with that role's statement_timeout in force.
+- `SupabaseAuth` connects as `supabase_auth_admin` and writes what Supabase Auth
+  (GoTrue) writes for sign-up, phone confirmation, email change and deletion.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+ROLE_TIMEOUTS = {"anon": "3s", "authenticated": "8s"}
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where one test database lives, and how each Supabase role reaches it."""
+
+    host: str
+    port: int
+    dbname: str
+    password: str = "postgres"
+
+    def url(self, user: str = "postgres") -> str:
+        return f"postgresql://{user}:{self.password}@{self.host}:{self.port}/{self.dbname}"
+
+    def connect(self, user: str = "postgres", autocommit: bool = True) -> psycopg.Connection[dict[str, Any]]:
+        return psycopg.connect(self.url(user), autocommit=autocommit, row_factory=dict_row)
+
+
+@dataclass(frozen=True)
+class Claims:
+    role: str
+    sub: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+    def as_json(self) -> str:
+        claims: dict[str, Any] = {"role": self.role, "aud": self.role}
+        if self.sub:
+            claims.update(sub=self.sub, email=self.email or "", phone=self.phone or "")
+        return json.dumps(claims)
+
+
+class Postgrest:
+    """Reproduces what PostgREST does in the database for one API request."""
+
+    def __init__(self, db: Database) -> None:
+        self._conn = db.connect("authenticator", autocommit=False)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def request(self, claims: Claims) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        conn = self._conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "select set_config('search_path', 'public, extensions', true),"
+                    " set_config('request.jwt.claims', %s, true),"
+                    " set_config('request.method', 'POST', true)",
+                    (claims.as_json(),),
+                )
+                cur.execute(f"set local role {claims.role}")
+                if claims.role in ROLE_TIMEOUTS:
+                    cur.execute(f"set local statement_timeout = '{ROLE_TIMEOUTS[claims.role]}'")
+                yield cur
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def as_anon(self) -> Any:
+        return self.request(Claims("anon"))
+
+    def as_service(self) -> Any:
+        return self.request(Claims("service_role"))
+
+    def as_user(self, user_id: str | uuid.UUID, email: str | None = None, phone: str | None = None) -> Any:
+        return self.request(Claims("authenticated", str(user_id), email, phone))
+
+
+class SupabaseAuth:
+    """Writes to auth.* exactly as Supabase Auth does, connected as supabase_auth_admin."""
+
+    def __init__(self, db: Database) -> None:
+        self._conn = db.connect("supabase_auth_admin", autocommit=True)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def sign_up(
+        self,
+        email: str,
+        password_hash: str = "$2a$10$not.a.real.hash.but.shaped.like.one.............",
+        metadata: dict[str, Any] | None = None,
+        confirm: bool = True,
+    ) -> uuid.UUID:
+        """Email sign-up: insert with role '' and empty tokens, then role -> authenticated, then the identity."""
+        user_id = uuid.uuid4()
+        email = email.lower()
+        with self._conn.transaction():
+            self._conn.execute(
+                """
+                insert into users (instance_id, id, aud, role, email, encrypted_password,
+                  confirmation_token, recovery_token, email_change_token_new, email_change,
+                  raw_app_meta_data, raw_user_meta_data, is_super_admin, created_at, updated_at,
+                  is_anonymous)
+                values (%s, %s, '', '', %s, %s, '', '', '', '',
+                  '{"provider": "email", "providers": ["email"]}', %s, null, now(), now(), false)
+                """,
+                (NIL_UUID, user_id, email, password_hash, json.dumps(metadata or {})),
+            )
+            self._conn.execute(
+                "update users set aud = 'authenticated', role = 'authenticated', updated_at = now() where id = %s",
+                (user_id,),
+            )
+            self._conn.execute(
+                """
+                insert into identities (provider_id, user_id, identity_data, provider,
+                  last_sign_in_at, created_at, updated_at)
+                values (%s, %s, %s, 'email', now(), now(), now())
+                """,
+                (str(user_id), user_id, json.dumps({"sub": str(user_id), "email": email})),
+            )
+        if confirm:
+            self.confirm_email(user_id)
+        return user_id
+
+    def sign_up_with_phone(self, phone_digits: str) -> uuid.UUID:
+        """Phone OTP sign-in of a new user, then its verification."""
+        user_id = uuid.uuid4()
+        with self._conn.transaction():
+            self._conn.execute(
+                """
+                insert into users (instance_id, id, aud, role, phone, confirmation_token,
+                  recovery_token, email_change_token_new, email_change, raw_app_meta_data,
+                  raw_user_meta_data, created_at, updated_at, is_anonymous)
+                values (%s, %s, 'authenticated', 'authenticated', %s, '', '', '', '',
+                  '{"provider": "phone", "providers": ["phone"]}', '{}', now(), now(), false)
+                """,
+                (NIL_UUID, user_id, phone_digits),
+            )
+            self._conn.execute(
+                "update users set phone_confirmed_at = now(), updated_at = now() where id = %s",
+                (user_id,),
+            )
+        return user_id
+
+    def confirm_email(self, user_id: uuid.UUID) -> None:
+        self._conn.execute(
+            "update users set email_confirmed_at = now(), updated_at = now() where id = %s", (user_id,)
+        )
+
+    def request_phone_change(self, user_id: uuid.UUID, phone_digits: str) -> None:
+        """updateUser({ phone }) with confirmations on: the code is sent, nothing is confirmed."""
+        self._conn.execute(
+            "update users set phone_change = %s, phone_change_token = 'hashed-otp',"
+            " phone_change_sent_at = now(), updated_at = now() where id = %s",
+            (phone_digits, user_id),
+        )
+
+    def confirm_phone(self, user_id: uuid.UUID, phone_digits: str) -> None:
+        """verifyOtp({ type: 'phone_change' }): one UPDATE, digits without '+'."""
+        with self._conn.transaction():
+            self._conn.execute(
+                "update users set phone = %s, phone_confirmed_at = now(), phone_change = '',"
+                " phone_change_token = '', phone_change_sent_at = null, updated_at = now() where id = %s",
+                (phone_digits, user_id),
+            )
+            self._conn.execute(
+                """
+                insert into identities (provider_id, user_id, identity_data, provider,
+                  last_sign_in_at, created_at, updated_at)
+                values (%s, %s, %s, 'phone', now(), now(), now())
+                on conflict (provider_id, provider) do nothing
+                """,
+                (str(user_id), user_id, json.dumps({"sub": str(user_id), "phone": phone_digits})),
+            )
+
+    def change_email(self, user_id: uuid.UUID, new_email: str) -> None:
+        """A confirmed email change: email replaced, email_change cleared."""
+        self._conn.execute(
+            "update users set email = %s, email_change = '', email_change_token_new = '',"
+            " email_change_confirm_status = 0, updated_at = now() where id = %s",
+            (new_email.lower(), user_id),
+        )
+
+    def delete_user(self, user_id: uuid.UUID) -> None:
+        self._conn.execute("delete from users where id = %s", (user_id,))
+
+    def user(self, user_id: uuid.UUID) -> dict[str, Any] | None:
+        return self._conn.execute("select * from users where id = %s", (user_id,)).fetchone()

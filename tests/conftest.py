@@ -1,0 +1,66 @@
+"""The harness: one Supabase-shaped cluster per run, a fresh database per test.
+
+The template database holds the platform layer and every migration; each test
+gets a clone, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from glue.devdb.provider import Cluster, provide_cluster
+from glue.testing import Database, Postgrest, SupabaseAuth
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    cluster = provide_cluster()
+    try:
+        if cluster.admin_user is not None:
+            cluster.prepare_template()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def db(cluster: Cluster) -> Iterator[Database]:
+    """A database with the platform layer and all migrations, private to this test."""
+    if cluster.admin_user is None:
+        yield Database(cluster.host, cluster.port, cluster.dbname, cluster.password)
+        return
+    name = f"test_{next(_counter)}_{uuid.uuid4().hex[:8]}"
+    cluster.clone(name)
+    try:
+        yield Database(cluster.host, cluster.port, name, cluster.password)
+    finally:
+        cluster.drop(name)
+
+
+@pytest.fixture
+def sql(db: Database) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """A connection as `postgres`, the role migrations and the dashboard use."""
+    with db.connect("postgres") as conn:
+        yield conn
+
+
+@pytest.fixture
+def postgrest(db: Database) -> Iterator[Postgrest]:
+    api = Postgrest(db)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def supabase_auth(db: Database) -> Iterator[SupabaseAuth]:
+    auth = SupabaseAuth(db)
+    yield auth
+    auth.close()
