@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from glue.devdb.platform import create_database, install_platform
 from glue.devdb.provider import Cluster, provide_cluster
 from glue.testing import Database, Postgrest, SupabaseAuth
 
@@ -40,6 +41,21 @@ def db(cluster: Cluster) -> Iterator[Database]:
     name = f"test_{next(_counter)}_{uuid.uuid4().hex[:8]}"
     cluster.clone(name)
     try:
+        yield Database(cluster.host, cluster.port, name, cluster.password)
+    finally:
+        cluster.drop(name)
+
+
+@pytest.fixture
+def bare_db(cluster: Cluster) -> Iterator[Database]:
+    """A database with the platform layer only, as a new Supabase project is before any migration."""
+    if cluster.admin_user is None:
+        pytest.skip("SUPABASE_DB_URL is set: a running stack's database already holds the migrations")
+    name = f"bare_{next(_counter)}_{uuid.uuid4().hex[:8]}"
+    create_database(cluster.url(cluster.admin_user), name)
+    try:
+        if cluster.kind == "embedded":
+            install_platform(cluster.url(cluster.admin_user, name))
         yield Database(cluster.host, cluster.port, name, cluster.password)
     finally:
         cluster.drop(name)

@@ -38,29 +38,45 @@ def test_superuser_only_statements_fail_as_postgres(sql: psycopg.Connection[dict
         sql.execute("alter table auth.users add column nickname text")
 
 
-def test_new_public_function_is_executable_by_anon_unless_revoked(
-    sql: psycopg.Connection[dict[str, Any]], postgrest: Postgrest
-) -> None:
-    """Supabase's default privileges grant a new function in public to anon."""
-    sql.execute("create function public.leaky() returns int language sql as 'select 42'")
-    sql.execute("create function public.guarded() returns int language sql as 'select 7'")
-    sql.execute("revoke execute on function public.guarded() from public, anon, authenticated")
-    with postgrest.as_anon() as cur:
-        assert cur.execute("select public.leaky() as v").fetchone() == {"v": 42}
-    with pytest.raises(psycopg.errors.InsufficientPrivilege), postgrest.as_anon() as cur:
-        cur.execute("select public.guarded()")
+def test_new_public_function_is_executable_by_anon_unless_revoked(bare_db: Database) -> None:
+    """Supabase's default privileges grant a new function in public to anon: a forgotten revoke is a hole."""
+    with bare_db.connect("postgres") as conn:
+        conn.execute("create function public.leaky() returns int language sql as 'select 42'")
+        conn.execute("create function public.guarded() returns int language sql as 'select 7'")
+        conn.execute("revoke execute on function public.guarded() from public, anon, authenticated")
+    postgrest = Postgrest(bare_db)
+    try:
+        with postgrest.as_anon() as cur:
+            assert cur.execute("select public.leaky() as v").fetchone() == {"v": 42}
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), postgrest.as_anon() as cur:
+            cur.execute("select public.guarded()")
+    finally:
+        postgrest.close()
 
 
-def test_new_public_table_is_writable_by_anon_until_rls_is_enabled(
-    sql: psycopg.Connection[dict[str, Any]], postgrest: Postgrest
-) -> None:
+def test_new_public_table_is_writable_by_anon_until_rls_is_enabled(bare_db: Database) -> None:
     """A table with no RLS is open to anon through the default grants; RLS without policies closes it."""
-    sql.execute("create table public.notes (id int primary key)")
-    with postgrest.as_anon() as cur:
-        cur.execute("insert into public.notes values (1)")
-    sql.execute("alter table public.notes enable row level security")
-    with postgrest.as_anon() as cur:
-        assert cur.execute("select count(*) as n from public.notes").fetchone() == {"n": 0}
+    with bare_db.connect("postgres") as conn:
+        conn.execute("create table public.notes (id int primary key)")
+    postgrest = Postgrest(bare_db)
+    try:
+        with postgrest.as_anon() as cur:
+            cur.execute("insert into public.notes values (1)")
+        with bare_db.connect("postgres") as conn:
+            conn.execute("alter table public.notes enable row level security")
+        with postgrest.as_anon() as cur:
+            assert cur.execute("select count(*) as n from public.notes").fetchone() == {"n": 0}
+    finally:
+        postgrest.close()
+
+
+def test_our_migrations_deny_new_functions_to_anon_by_default(
+    sql: psycopg.Connection[dict[str, Any]], postgrest: Postgrest
+) -> None:
+    """After our first migration, a function added later is executable by nobody until granted."""
+    sql.execute("create function public.added_later() returns int language sql as 'select 1'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), postgrest.as_anon() as cur:
+        cur.execute("select public.added_later()")
 
 
 def test_supabase_auth_inserts_users_as_supabase_auth_admin(supabase_auth: SupabaseAuth, db: Database) -> None:
