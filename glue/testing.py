@@ -159,6 +159,21 @@ class SupabaseAuth:
             )
         return user_id
 
+    def admin_create_user(self, phone_digits: str, email: str | None = None) -> uuid.UUID:
+        """auth.admin.createUser({ phone, phone_confirm: true }): inserted already confirmed."""
+        user_id = uuid.uuid4()
+        self._conn.execute(
+            """
+            insert into users (instance_id, id, aud, role, email, phone, phone_confirmed_at,
+              confirmation_token, recovery_token, email_change_token_new, email_change,
+              raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
+            values (%s, %s, 'authenticated', 'authenticated', %s, %s, now(), '', '', '', '',
+              '{"provider": "phone", "providers": ["phone"]}', '{}', now(), now(), false)
+            """,
+            (NIL_UUID, user_id, email, phone_digits),
+        )
+        return user_id
+
     def confirm_email(self, user_id: uuid.UUID) -> None:
         self._conn.execute(
             "update users set email_confirmed_at = now(), updated_at = now() where id = %s", (user_id,)

@@ -12,14 +12,13 @@ declare
   cleaned text;
   digits text;
 begin
-  if raw is null or btrim(raw) = '' then
+  cleaned := btrim(regexp_replace(raw, '^\s*whatsapp:', '', 'i'));
+  if cleaned is null or cleaned = '' then
     raise exception using
       errcode = '22023',
       message = format('%s is required', field),
       hint = 'Send the number in international form, e.g. +14155550123.';
   end if;
-
-  cleaned := btrim(regexp_replace(raw, '^whatsapp:', '', 'i'));
 
   if cleaned ~ '^\+?[0-9 ().\-/]+$' then
     digits := regexp_replace(cleaned, '[^0-9]', '', 'g');

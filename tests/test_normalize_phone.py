@@ -1,0 +1,74 @@
+"""private.normalize_phone: every accepted form becomes E.164; everything else is refused with 22023."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+ACCEPTED = [
+    ("whatsapp:+14155550123", "+14155550123"),
+    ("WhatsApp:+14155550123", "+14155550123"),
+    ("+1 (415) 555-0123", "+14155550123"),
+    ("+1.415.555.0123", "+14155550123"),
+    ("0014155550123", "+14155550123"),
+    ("14155550123", "+14155550123"),
+    ("  +44 20 7946 0958 ", "+442079460958"),
+    ("+5511987654321", "+5511987654321"),
+    ("+1234567", "+1234567"),
+    ("+123456789012345", "+123456789012345"),
+]
+
+REFUSED = [
+    (None, "phone is required"),
+    ("", "phone is required"),
+    ("   ", "phone is required"),
+    ("whatsapp:", "phone is required"),
+    ("abc", "phone 'abc' is not a valid international phone number"),
+    ("+1415555O123", "phone '+1415555O123' is not a valid international phone number"),
+    ("+123456", "phone '+123456' is not a valid international phone number"),
+    ("+1234567890123456", "phone '+1234567890123456' is not a valid international phone number"),
+    ("04155550123", "phone '04155550123' is not a valid international phone number"),
+    ("+0155550123", "phone '+0155550123' is not a valid international phone number"),
+    ("++14155550123", "phone '++14155550123' is not a valid international phone number"),
+    ("1415555+0123", "phone '1415555+0123' is not a valid international phone number"),
+    ("+14155550123'; drop table public.users; --", None),
+    ("'+14155550123'", None),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), ACCEPTED, ids=[f"{r!r} becomes {e}" for r, e in ACCEPTED])
+def test_accepted_forms_become_e164(sql: psycopg.Connection[dict[str, Any]], raw: str, expected: str) -> None:
+    """Each accepted spelling of a number normalises to the same E.164 string."""
+    row = sql.execute("select private.normalize_phone(%s) as phone", (raw,)).fetchone()
+    assert row == {"phone": expected}
+
+
+@pytest.mark.parametrize(("raw", "message"), REFUSED, ids=[f"{r!r} is refused" for r, _ in REFUSED])
+def test_refused_forms_raise_22023_naming_the_field(
+    sql: psycopg.Connection[dict[str, Any]], raw: str | None, message: str | None
+) -> None:
+    """A bad number raises invalid_parameter_value with a message that names the field and the value."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as raised:
+        sql.execute("select private.normalize_phone(%s)", (raw,))
+    diag = raised.value.diag
+    assert diag.sqlstate == "22023"
+    assert (diag.message_primary or "").startswith("phone")
+    if message is not None:
+        assert diag.message_primary == message
+    assert diag.message_hint is not None and "+14155550123" in diag.message_hint
+
+
+def test_the_field_name_is_the_callers(sql: psycopg.Connection[dict[str, Any]]) -> None:
+    """Callers name the field the value came from, so the error points at it."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="^From 'x' is not"):
+        sql.execute("select private.normalize_phone('x', 'From')")
+
+
+def test_users_refuse_a_phone_number_that_is_not_e164(sql: psycopg.Connection[dict[str, Any]]) -> None:
+    """The table's own check keeps phone_number in E.164 whoever writes it."""
+    with pytest.raises(psycopg.errors.CheckViolation, match="users_phone_number_e164"):
+        sql.execute("insert into public.users (phone_number) values ('14155550123')")
+    with pytest.raises(psycopg.errors.CheckViolation, match="users_has_an_identity"):
+        sql.execute("insert into public.users (full_name) values ('nobody')")

@@ -1,0 +1,163 @@
+"""get_or_create_whatsapp_user and receive_whatsapp_message: one profile per number, one row per MessageSid."""
+
+from __future__ import annotations
+
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+import pytest
+
+from glue.testing import Database
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def call_concurrently(db: Database, calls: int, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """Runs `query` once on each of `calls` connections, released together by a barrier."""
+    connections = [db.connect("postgres") for _ in range(calls)]
+    barrier = threading.Barrier(calls)
+
+    def run(conn: Conn) -> dict[str, Any]:
+        barrier.wait()
+        row = conn.execute(query, params).fetchone()
+        assert row is not None
+        return row
+
+    try:
+        with ThreadPoolExecutor(max_workers=calls) as pool:
+            return list(pool.map(run, connections))
+    finally:
+        for conn in connections:
+            conn.close()
+
+
+def test_first_contact_creates_the_profile_once(sql: Conn) -> None:
+    """The first call creates the profile, later calls find it; the number is stored in E.164."""
+    first = sql.execute("select * from public.get_or_create_whatsapp_user('whatsapp:+14155550123', 'Ada')").fetchall()
+    again = sql.execute("select * from public.get_or_create_whatsapp_user('+1 (415) 555-0123')").fetchall()
+    assert len(first) == 1 and len(again) == 1
+    assert first[0]["created"] is True and again[0]["created"] is False
+    assert first[0]["id"] == again[0]["id"]
+    assert again[0]["phone_number"] == "+14155550123"
+    assert again[0]["full_name"] == "Ada"
+
+
+def test_profile_name_fills_only_an_empty_name(sql: Conn) -> None:
+    """A later WhatsApp profile name never overwrites a name the profile already has."""
+    sql.execute("select * from public.get_or_create_whatsapp_user('+14155550124')")
+    named = sql.execute("select full_name from public.get_or_create_whatsapp_user('+14155550124', 'First')").fetchone()
+    renamed = sql.execute("select full_name from public.get_or_create_whatsapp_user('+14155550124', 'Second')").fetchone()
+    assert named == {"full_name": "First"}
+    assert renamed == {"full_name": "First"}
+
+
+def test_fifty_concurrent_calls_for_one_new_phone_create_one_row(db: Database, sql: Conn) -> None:
+    """50 connections racing on one new number: one row, one id, exactly one `created`."""
+    rows = call_concurrently(
+        db, 50, "select id, created from public.get_or_create_whatsapp_user(%s)", ("+14155550150",)
+    )
+    assert len({r["id"] for r in rows}) == 1
+    assert sum(r["created"] for r in rows) == 1
+    assert sql.execute("select count(*) as n from public.users").fetchone() == {"n": 1}
+
+
+def test_random_phones_with_duplicates_across_eight_workers(db: Database, sql: Conn) -> None:
+    """2,000 calls over 8 connections with repeated numbers leave exactly one row per distinct number."""
+    rng = random.Random(20261126)
+    phones = [f"+1415{rng.randrange(0, 600):07d}" for _ in range(2000)]
+    chunks = [phones[i::8] for i in range(8)]
+    barrier = threading.Barrier(8)
+
+    def work(chunk: list[str]) -> int:
+        created = 0
+        with db.connect("postgres") as conn:
+            barrier.wait()
+            for phone in chunk:
+                row = conn.execute("select created from public.get_or_create_whatsapp_user(%s)", (phone,)).fetchone()
+                assert row is not None
+                created += row["created"]
+        return created
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        created = sum(pool.map(work, chunks))
+    distinct = len(set(phones))
+    assert sql.execute("select count(*) as n from public.users").fetchone() == {"n": distinct}
+    assert created == distinct
+
+
+def test_same_message_sid_five_times_stores_one_message(sql: Conn) -> None:
+    """A redelivered MessageSid stores nothing new and answers as the first delivery did."""
+    calls = [
+        sql.execute(
+            "select * from public.receive_whatsapp_message('SM00000000000000000000000000000001',"
+            " 'whatsapp:+14155550125', 'hello', 'Ada')"
+        ).fetchone()
+        for _ in range(5)
+    ]
+    first, *redeliveries = calls
+    assert first is not None and first["duplicate"] is False and first["user_created"] is True
+    for again in redeliveries:
+        assert again == {**first, "duplicate": True}
+    assert sql.execute("select count(*) as n from public.whatsapp_messages").fetchone() == {"n": 1}
+    assert sql.execute("select count(*) as n from public.users").fetchone() == {"n": 1}
+
+
+def test_concurrent_redeliveries_store_one_message(db: Database, sql: Conn) -> None:
+    """The same first message delivered on 20 connections at once: one user, one message, 19 duplicates."""
+    rows = call_concurrently(
+        db,
+        20,
+        "select * from public.receive_whatsapp_message(%s, %s, %s)",
+        ("SM00000000000000000000000000000002", "whatsapp:+14155550126", "hi"),
+    )
+    assert sum(not r["duplicate"] for r in rows) == 1
+    assert {(r["user_id"], r["message_id"], r["user_created"]) for r in rows} == {
+        (rows[0]["user_id"], rows[0]["message_id"], True)
+    }
+    assert sql.execute("select count(*) as n from public.whatsapp_messages").fetchone() == {"n": 1}
+
+
+def test_message_content_is_stored_verbatim(sql: Conn) -> None:
+    """Body, media and profile name are stored as received, hostile characters included."""
+    body = "'; drop table public.users; -- \\ \"quoted\" ✓ 日本語"
+    media = '[{"url": "https://api.twilio.com/media/ME1", "content_type": "image/jpeg"}]'
+    row = sql.execute(
+        "select * from public.receive_whatsapp_message('MM00000000000000000000000000000003', '+14155550127',"
+        " %s, %s, %s::jsonb)",
+        (body, "Robert'); --", media),
+    ).fetchone()
+    assert row is not None
+    stored = sql.execute(
+        "select body, media, profile_name from public.whatsapp_messages where id = %s", (row["message_id"],)
+    ).fetchone()
+    assert stored == {
+        "body": body,
+        "media": [{"url": "https://api.twilio.com/media/ME1", "content_type": "image/jpeg"}],
+        "profile_name": "Robert'); --",
+    }
+
+
+BAD_MESSAGES = [
+    ((None, "+14155550128", "x", None, "[]"), "message_sid null is not a Twilio MessageSid"),
+    (("", "+14155550128", "x", None, "[]"), "message_sid '' is not a Twilio MessageSid"),
+    (("SM1; drop", "+14155550128", "x", None, "[]"), "message_sid 'SM1; drop' is not a Twilio MessageSid"),
+    (("SM4", None, "x", None, "[]"), "phone is required"),
+    (("SM4", "0415550128", "x", None, "[]"), "phone '0415550128' is not a valid international phone number"),
+    (("SM4", "+14155550128", "x", None, '{"url": 1}'), "media must be a JSON array"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_MESSAGES, ids=[m for _, m in BAD_MESSAGES])
+def test_bad_input_is_refused_with_22023_and_stores_nothing(
+    sql: Conn, args: tuple[Any, ...], message: str
+) -> None:
+    """Bad input gets invalid_parameter_value naming the field, and no row is written."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as raised:
+        sql.execute("select * from public.receive_whatsapp_message(%s, %s, %s, %s, %s::jsonb)", args)
+    assert raised.value.diag.message_primary == message
+    assert sql.execute(
+        "select (select count(*) from public.users) as users, (select count(*) from public.whatsapp_messages) as m"
+    ).fetchone() == {"users": 0, "m": 0}
