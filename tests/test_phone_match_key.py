@@ -1,0 +1,61 @@
+"""private.phone_match_key: equivalent national forms of one mobile number share a key; nothing else does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+EQUIVALENT = [
+    ("Brazil, Sao Paulo mobile without the ninth digit", "+551187654321", "+5511987654321"),
+    ("Brazil, Belo Horizonte mobile (DDD 31) without it", "+553196883193", "+5531996883193"),
+    ("Brazil, Rio mobile starting 6", "+552164180266", "+5521964180266"),
+    ("Mexico, WhatsApp's +521 form", "+5215512345678", "+525512345678"),
+    ("Mexico, Guadalajara +521 form", "+5213312345678", "+523312345678"),
+    ("Argentina, +549 mobile form", "+5491123456789", "+541123456789"),
+    ("Argentina, Cordoba +549 form", "+5493512345678", "+543512345678"),
+]
+
+OWN_KEY = [
+    ("Brazil, the nine-digit mobile itself", "+5511987654321"),
+    ("Brazil, Sao Paulo landline (starts 3)", "+551132654321"),
+    ("Brazil, landline starting 2", "+552122334455"),
+    ("Brazil, landline starting 5", "+555132101234"),
+    ("Brazil, too short to be a mobile", "+55118765432"),
+    ("Mexico, ten-digit number", "+525512345678"),
+    ("Mexico, too short for the 1 form", "+521551234567"),
+    ("Argentina, number without the 9", "+541123456789"),
+    ("Argentina, too short for the 9 form", "+549112345678"),
+    ("United States", "+14155550123"),
+    ("Germany", "+4915112345678"),
+    ("Portugal (+351, not Brazil)", "+351912345678"),
+    ("India", "+919876543210"),
+    ("short number", "+1234567"),
+]
+
+
+@pytest.mark.parametrize(("case", "whatsapp_form", "key"), EQUIVALENT, ids=[c for c, _, _ in EQUIVALENT])
+def test_equivalent_forms_share_one_key(sql: Conn, case: str, whatsapp_form: str, key: str) -> None:
+    """Both written forms of the same mobile number map to the same key."""
+    row = sql.execute(
+        "select private.phone_match_key(%s) as a, private.phone_match_key(%s) as b", (whatsapp_form, key)
+    ).fetchone()
+    assert row == {"a": key, "b": key}
+
+
+@pytest.mark.parametrize(("case", "phone"), OWN_KEY, ids=[c for c, _ in OWN_KEY])
+def test_other_numbers_are_their_own_key(sql: Conn, case: str, phone: str) -> None:
+    """Landlines, short numbers and other countries never collapse into another number."""
+    assert sql.execute("select private.phone_match_key(%s) as k", (phone,)).fetchone() == {"k": phone}
+
+
+def test_landline_and_mobile_with_the_same_eight_digits_stay_apart(sql: Conn) -> None:
+    """A Brazilian landline is not the old form of any mobile."""
+    row = sql.execute(
+        "select private.phone_match_key('+551132654321') as landline,"
+        " private.phone_match_key('+5511932654321') as mobile"
+    ).fetchone()
+    assert row is not None and row["landline"] != row["mobile"]
