@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import (
+    Annotated,
+    Any,
+    List,
+    Literal,
+    Optional,
+    TypedDict,
+)
+from typing_extensions import NotRequired, TypeAlias
+
+from pydantic import BaseModel, Field, JsonValue
+
+
+
+class PublicUsers(BaseModel):
+    auth_id: Optional[uuid.UUID] = Field(alias="auth_id")
+    created_at: datetime.datetime = Field(alias="created_at")
+    email: Optional[str] = Field(alias="email")
+    full_name: Optional[str] = Field(alias="full_name")
+    id: uuid.UUID = Field(alias="id")
+    phone_number: Optional[str] = Field(alias="phone_number")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+
+class PublicUsersInsert(TypedDict):
+    auth_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="auth_id")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    email: NotRequired[Annotated[Optional[str], Field(alias="email")]]
+    full_name: NotRequired[Annotated[Optional[str], Field(alias="full_name")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    phone_number: NotRequired[Annotated[Optional[str], Field(alias="phone_number")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicUsersUpdate(TypedDict):
+    auth_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="auth_id")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    email: NotRequired[Annotated[Optional[str], Field(alias="email")]]
+    full_name: NotRequired[Annotated[Optional[str], Field(alias="full_name")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    phone_number: NotRequired[Annotated[Optional[str], Field(alias="phone_number")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicWhatsappMessages(BaseModel):
+    body: str = Field(alias="body")
+    id: uuid.UUID = Field(alias="id")
+    media: JsonValue = Field(alias="media")
+    message_sid: str = Field(alias="message_sid")
+    profile_name: Optional[str] = Field(alias="profile_name")
+    received_at: datetime.datetime = Field(alias="received_at")
+    user_created: bool = Field(alias="user_created")
+    user_id: uuid.UUID = Field(alias="user_id")
+
+class PublicWhatsappMessagesInsert(TypedDict):
+    body: NotRequired[Annotated[str, Field(alias="body")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    media: NotRequired[Annotated[JsonValue, Field(alias="media")]]
+    message_sid: Annotated[str, Field(alias="message_sid")]
+    profile_name: NotRequired[Annotated[Optional[str], Field(alias="profile_name")]]
+    received_at: NotRequired[Annotated[datetime.datetime, Field(alias="received_at")]]
+    user_created: NotRequired[Annotated[bool, Field(alias="user_created")]]
+    user_id: Annotated[uuid.UUID, Field(alias="user_id")]
+
+class PublicWhatsappMessagesUpdate(TypedDict):
+    body: NotRequired[Annotated[str, Field(alias="body")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    media: NotRequired[Annotated[JsonValue, Field(alias="media")]]
+    message_sid: NotRequired[Annotated[str, Field(alias="message_sid")]]
+    profile_name: NotRequired[Annotated[Optional[str], Field(alias="profile_name")]]
+    received_at: NotRequired[Annotated[datetime.datetime, Field(alias="received_at")]]
+    user_created: NotRequired[Annotated[bool, Field(alias="user_created")]]
+    user_id: NotRequired[Annotated[uuid.UUID, Field(alias="user_id")]]
