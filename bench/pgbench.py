@@ -1,0 +1,145 @@
+"""RPC workloads driven by pgbench (C, prepared statements, one transaction = one call).
+
+pgbench is the load generator because it costs a few microseconds of CPU per call: its
+own CPU time is measured for every run (getrusage of the child) and reported, so the
+reader can check that the database, not the driver, is what saturates the two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from glue.devdb import EmbeddedPostgres, find_bindir
+
+from bench.platform import EXISTING_BASE
+
+# Random new phones (+1 and 14 digits) and random 34-character MessageSids: collisions
+# over a run are vanishingly rare (1 in ~10^14 per pair).
+NEW_PHONE = r"\set n random(10000000000000, 99999999999999)"
+SID = "\\set s1 random(1000000000000000, 9999999999999999)\n\\set s2 random(1000000000000000, 9999999999999999)"
+
+
+def existing_phone(users: int) -> str:
+    return f"\\set i random(1, {users})"
+
+
+SCRIPTS: dict[str, str] = {
+    # Baselines.
+    "select 1": "select 1;",
+    "bare insert": NEW_PHONE
+    + "\ninsert into bench.bare_users (phone_number, full_name) values ('+1' || :n, 'Bench')"
+    " on conflict do nothing;",
+    # Ours.
+    "get_or_create existing": "{existing}\nselect * from public.get_or_create_whatsapp_user("
+    f"'+44' || ({EXISTING_BASE}::bigint + :i), 'Bench');",
+    "get_or_create new": NEW_PHONE
+    + "\nselect * from public.get_or_create_whatsapp_user('+1' || :n, 'Bench');",
+    "receive existing sender": SID
+    + "\n{existing}\nselect * from public.receive_whatsapp_message('SM' || :s1 || :s2,"
+    f" 'whatsapp:+44' || ({EXISTING_BASE}::bigint + :i), 'hello', 'Bench', '[]');",
+    "receive new sender": SID
+    + "\n"
+    + NEW_PHONE
+    + "\nselect * from public.receive_whatsapp_message('SM' || :s1 || :s2,"
+    " 'whatsapp:+1' || :n, 'hello', 'Bench', '[]');",
+}
+
+BASELINE_OF = {
+    "select 1": None,
+    "bare insert": None,
+    "get_or_create existing": ("select 1", 0.8),
+    "get_or_create new": ("bare insert", 0.6),
+    "receive existing sender": ("bare insert", 0.6),
+    "receive new sender": ("bare insert", 0.6),
+}
+
+
+@dataclass
+class Run:
+    workload: str
+    clients: int
+    users: int
+    seconds: float
+    calls: int
+    failed: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    driver_cpu_pct: float  # pgbench's CPU time / wall time, in % of one core
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def pgbench_bin() -> str:
+    return str(find_bindir() / "pgbench")
+
+
+def run(
+    server: EmbeddedPostgres, workload: str, clients: int, seconds: float, users: int
+) -> Run:
+    script = SCRIPTS[workload].replace("{existing}", existing_phone(users))
+    with tempfile.TemporaryDirectory(prefix="glue-bench-") as tmp:
+        path = Path(tmp) / "script.sql"
+        path.write_text(script + "\n")
+        os.chmod(tmp, 0o755)
+        args = [
+            pgbench_bin(),
+            "-n",  # no vacuum of pgbench's own tables
+            "-M", "prepared",
+            "-c", str(clients),
+            "-j", str(min(clients, 2)),
+            "-T", str(int(seconds)),
+            "-f", str(path),
+            "-l", "--log-prefix", str(Path(tmp) / "log"),
+            "-h", "127.0.0.1",
+            "-p", str(server.port),
+            "-U", "postgres",
+            "postgres",
+        ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        out = subprocess.run(
+            args, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "postgres"}
+        )
+        wall = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if out.returncode not in (0, 2) or "processed" not in out.stdout:
+            raise RuntimeError(f"pgbench {workload} failed ({out.returncode}): {out.stderr[-2000:]}")
+        latencies: list[float] = []
+        for log in Path(tmp).glob("log*"):
+            for line in log.read_text().splitlines():
+                parts = line.split()
+                if len(parts) >= 3 and parts[2].isdigit():
+                    latencies.append(int(parts[2]) / 1000.0)
+    latencies.sort()
+    processed = int(re.search(r"actually processed: (\d+)", out.stdout).group(1))  # type: ignore[union-attr]
+    failed_match = re.search(r"number of failed transactions: (\d+)", out.stdout)
+    tps = float(re.search(r"tps = ([0-9.]+)", out.stdout).group(1))  # type: ignore[union-attr]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(
+        workload=workload,
+        clients=clients,
+        users=users,
+        seconds=seconds,
+        calls=processed,
+        failed=int(failed_match.group(1)) if failed_match else 0,
+        rate=tps,
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
+        driver_cpu_pct=100.0 * cpu / wall,
+    )
