@@ -1,32 +1,178 @@
-"""The `glue` command line."""
+"""The `glue` command line: serve, dev, simulate, doctor."""
 
 from __future__ import annotations
 
 import argparse
-import signal
+import os
+import secrets
+import sys
 import time
 
-from glue.devdb import start_local_platform
+import uvicorn
+
+from glue.settings import WEBHOOK_PATH, Settings
+
+DEV_WELCOME = "Welcome! This is the glue relay on your machine. Send anything and it echoes it back."
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, object]:
+    # The app builds the public URL itself (PUBLIC_BASE_URL / TRUST_FORWARDED_HEADERS), so uvicorn
+    # must not rewrite the scheme from X-Forwarded-Proto on its own; and the app logs one line
+    # per request, so uvicorn's access log is off.
+    return {
+        "proxy_headers": False,
+        "access_log": False,
+        "log_level": settings.log_level,
+        "server_header": False,
+    }
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Production server: host, port and workers from the flags, else HOST, PORT, WORKERS."""
+    flags = {"host": args.host, "port": args.port, "workers": args.workers}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        os.environ[key.upper()] = str(value)  # the worker processes read the settings themselves
+    settings = Settings()
+    uvicorn.run(
+        "glue.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        **_uvicorn_options(settings),  # type: ignore[arg-type]
+    )
+    return 0
 
 
 def dev(args: argparse.Namespace) -> int:
+    """The local platform with migrations and seed, and the relay on it with a generated token."""
+    from glue.app import create_app
+    from glue.devdb import start_local_platform
+    from glue.devdb.server import free_port, port_is_free
+    from glue.example_hooks import echo
+    from glue.gateway import PsycopgGateway
+    from glue.hooks import load_hook
+    from glue.logs import configure_logging
+
     started = time.monotonic()
     server = start_local_platform(seed=True)
-    print(f"local platform ready in {time.monotonic() - started:.1f}s")
-    print(f"DATABASE_URL={server.url('postgres')}")
-    print("Ctrl-C stops it and removes its data.")
     try:
-        signal.pause()
-    except KeyboardInterrupt:
-        pass
+        token = secrets.token_hex(16)
+        base = Settings()
+        port = args.port or (base.port if port_is_free(base.port) else free_port())
+        settings = base.model_copy(
+            update={
+                "twilio_auth_token": token,
+                "twilio_auth_token_secondary": None,
+                "public_base_url": None,
+                "host": "127.0.0.1",
+                "port": port,
+                "welcome_reply": base.welcome_reply or DEV_WELCOME,
+            }
+        )
+        database_url = server.url("postgres")
+        hook = load_hook(settings.reply_hook) if settings.reply_hook else echo
+        gateway = PsycopgGateway(database_url, settings.db_pool_size, settings.db_timeout)
+        app = create_app(settings.model_copy(update={"twilio_auth_token": _secret(token)}), gateway, hook)
+        url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+        print(f"local platform ready in {time.monotonic() - started:.1f}s (migrations and seed applied)")
+        print(f"  DATABASE_URL={database_url}")
+        print(f"  relay:        {url}   (health: http://127.0.0.1:{port}/readyz)")
+        print(f"  TWILIO_AUTH_TOKEN={token}   (generated for this run)")
+        print()
+        print("Send it a WhatsApp-style message from another terminal:")
+        print(f'  TWILIO_AUTH_TOKEN={token} glue simulate --url {url} --from +14155550123 --body "hi"')
+        print("Look at what was stored:")
+        print(f'  psql {database_url} -c "select * from public.users"')
+        print("Ctrl-C stops the relay and the database, and removes its data.", flush=True)
+        configure_logging(settings.log_level)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, **_uvicorn_options(settings))  # type: ignore[arg-type]
+        uvicorn.Server(config).run()
     finally:
         server.destroy()
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="glue")
+def _secret(value: str) -> object:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """Send one signed Twilio-style message to a running relay and print the TwiML reply."""
+    from glue.simulate import default_url, inbound_params, send
+
+    settings = Settings()
+    configured = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
+    token = args.token or configured
+    if not token:
+        print("glue simulate: set TWILIO_AUTH_TOKEN (or --token) to the relay's token", file=sys.stderr)
+        return 2
+    url = args.url or default_url(settings.host, settings.port)
+    media = [(u, "image/jpeg") for u in args.media_url]
+    params = inbound_params(
+        args.sender, args.body, to=args.to, sid=args.sid, profile_name=args.profile_name, media=media
+    )
+    import httpx
+
+    try:
+        response = send(url, params, token)
+    except httpx.HTTPError as error:
+        print(f"glue simulate: {url}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(f"{response.status_code} {response.reason_phrase}  MessageSid={params['MessageSid']}")
+    print(response.text)
+    return 0 if response.status_code == 200 else 1
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """Each check on its own line with a verdict; exit 1 when any check fails."""
+    from glue.doctor import run_checks
+
+    checks = run_checks()
+    for check in checks:
+        print(check.line())
+    failed = sum(c.verdict == "FAIL" for c in checks)
+    print(f"{'FAIL' if failed else 'ok'}: {failed} failed, {len(checks) - failed} passed or warned")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glue", description="The Twilio WhatsApp relay for the glue identity layer."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("dev", help="start the local platform (migrations + seed) and the relay")
-    args = parser.parse_args(argv)
-    return {"dev": dev}[args.command](args)
+
+    p = commands.add_parser("serve", help="run the relay (production): settings from the environment")
+    p.add_argument("--host", help="listen address (HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (PORT, default 8000)")
+    p.add_argument("--workers", type=int, help="worker processes (WORKERS, default 1)")
+    p.set_defaults(run=serve)
+
+    p = commands.add_parser("dev", help="local platform (migrations + seed) and the relay on it")
+    p.add_argument("--port", type=int, default=0, help="relay port (default PORT, or a free one)")
+    p.set_defaults(run=dev)
+
+    p = commands.add_parser("simulate", help="send a signed Twilio-style WhatsApp message to a relay")
+    p.add_argument("--from", dest="sender", required=True, help="sender phone, e.g. +14155550123")
+    p.add_argument("--body", default="", help="message text")
+    p.add_argument("--url", help=f"relay webhook URL (default http://HOST:PORT{WEBHOOK_PATH})")
+    p.add_argument("--to", default="whatsapp:+14155238886", help="your WhatsApp sender number")
+    p.add_argument("--profile-name", help="the sender's WhatsApp display name")
+    p.add_argument("--sid", help="MessageSid to use (repeat one to simulate a redelivery)")
+    p.add_argument("--media-url", action="append", default=[], help="attach a media URL (repeatable)")
+    p.add_argument("--token", help="auth token to sign with (default TWILIO_AUTH_TOKEN)")
+    p.set_defaults(run=simulate)
+
+    p = commands.add_parser("doctor", help="check configuration, database, migrations and token")
+    p.set_defaults(run=doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result

@@ -1,0 +1,164 @@
+"""The ASGI app: POST /twilio/webhook, GET /healthz, GET /readyz.
+
+A webhook is answered in this order, and nothing touches the database before step 3:
+1. read the body (413 over MAX_BODY_BYTES) and the form (415 if it is not a form);
+2. check X-Twilio-Signature against the URL Twilio called (403), then the AccountSid/To allow-lists (403);
+3. read the message (400 without From or MessageSid), one RPC call (400 when the database refuses the
+   phone, 503 with Retry-After when it is unreachable or late);
+4. 200 with TwiML: the welcome reply when this MessageSid created the user, then the hook's reply
+   (first delivery only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from twilio.request_validator import RequestValidator
+
+from glue.errors import BadRequest, DatabaseUnavailable, InputRejected, PayloadTooLarge, RelayError
+from glue.gateway import Gateway
+from glue.hooks import ReplyHook, Sender, load_hook, run_hook
+from glue.logs import RequestLogMiddleware
+from glue.settings import WEBHOOK_PATH, Settings
+from glue.twilio_request import (
+    SIGNATURE_HEADER,
+    check_allowed,
+    check_signature,
+    parse_form,
+    public_url,
+    read_message,
+    twiml,
+)
+
+TWIML_TYPE = "text/xml"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or PayloadTooLarge as soon as it is known to be over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge("request body too large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge("request body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = None) -> Starlette:
+    """The relay, built from its settings and its database gateway (opened and closed in the lifespan).
+
+    `hook` overrides REPLY_HOOK (tests and embedding applications pass a callable directly).
+    """
+    tokens = settings.auth_tokens()
+    if not tokens:
+        raise ValueError("TWILIO_AUTH_TOKEN is not set: every request would be refused")
+    validators = [RequestValidator(token) for token in tokens]
+    if hook is None and settings.reply_hook:
+        hook = load_hook(settings.reply_hook)
+
+    async def webhook(request: Request) -> Response:
+        fields: dict[str, Any] = request.state.log
+        body = await read_body(request, settings.max_body_bytes)
+        form = parse_form(body, request.headers.get("content-type"))
+        url = public_url(
+            request.url, request.headers, settings.public_base_url, settings.trust_forwarded_headers
+        )
+        try:
+            check_signature(validators, url, form, request.headers.get(SIGNATURE_HEADER))
+        except RelayError:
+            fields["reason"] = "bad_signature"
+            raise
+        try:
+            check_allowed(form, settings.twilio_account_sids, settings.twilio_to_numbers)
+        except RelayError:
+            fields["reason"] = "not_allowed"
+            raise
+        message = read_message(form)
+        fields["message_sid"] = message.message_sid
+        try:
+            receipt = await gateway.receive(message)
+        except InputRejected as error:
+            fields["reason"] = "rejected_by_database"
+            raise BadRequest(error.message[:200]) from error
+        fields.update(
+            user_id=str(receipt.user_id), user_created=receipt.user_created, duplicate=receipt.duplicate
+        )
+        replies: list[str] = []
+        if receipt.user_created and settings.welcome_reply:
+            replies.append(settings.welcome_reply)
+        if hook is not None and not receipt.duplicate:
+            sender = Sender(receipt.user_id, receipt.user_created, message.sender, message.profile_name)
+            try:
+                reply = await run_hook(hook, sender, message, settings.hook_timeout)
+            except TimeoutError:
+                fields["hook"] = "timeout"
+            except Exception as error:
+                fields["hook"] = "failed"
+                fields["hook_error"] = type(error).__name__
+            else:
+                fields["hook"] = "replied" if reply else "silent"
+                if reply:
+                    replies.append(reply)
+        return Response(twiml(replies), media_type=TWIML_TYPE)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await gateway.check_ready()
+        except DatabaseUnavailable as error:
+            request.state.log["reason"] = "not_ready"
+            return PlainTextResponse(f"not ready: {error.message}", status_code=503)
+        except Exception as error:
+            request.state.log["reason"] = type(error).__name__
+            return PlainTextResponse("not ready: the database check failed", status_code=503)
+        return PlainTextResponse("ready")
+
+    async def relay_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RelayError)
+        request.state.log.setdefault("reason", error.reason)
+        headers = {}
+        if isinstance(error, DatabaseUnavailable):
+            headers["Retry-After"] = str(settings.retry_after_seconds)
+        return PlainTextResponse(error.message, status_code=error.status, headers=headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.open()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    return Starlette(
+        routes=[
+            Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        middleware=[Middleware(RequestLogMiddleware)],
+        exception_handlers={RelayError: relay_error},
+        lifespan=lifespan,
+    )
+
+
+def app_from_environment() -> Starlette:
+    """The uvicorn factory for `glue serve`: settings from the environment, gateway chosen by them."""
+    from glue.gateway import gateway_from_settings
+    from glue.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, gateway_from_settings(settings))

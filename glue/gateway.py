@@ -1,0 +1,220 @@
+"""The way to the database: one call of public.receive_whatsapp_message per webhook.
+
+Two implementations of one small protocol, chosen by configuration:
+- `PsycopgGateway` (DATABASE_URL): a psycopg 3 async pool. No server-side prepared statements
+  (`prepare_threshold=None`), so it works through Supabase's transaction pooler on port 6543.
+- `SupabaseGateway` (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY): supabase-py's rpc() via PostgREST.
+Both raise `InputRejected` for SQLSTATE 22023 (a refused phone or MessageSid) and
+`DatabaseUnavailable` when the database cannot answer within DB_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from glue.errors import DatabaseUnavailable, InputRejected
+from glue.settings import Settings
+from glue.twilio_request import InboundMessage
+
+RPC = "receive_whatsapp_message"
+RPC_SIGNATURE = "public.receive_whatsapp_message(text, text, text, text, jsonb)"
+BAD_ARGUMENT = "22023"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the database did with one delivery; for a redelivery, what the first delivery did."""
+
+    user_id: uuid.UUID
+    message_id: uuid.UUID
+    user_created: bool
+    duplicate: bool
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Receipt:
+        return cls(
+            user_id=uuid.UUID(str(row["user_id"])),
+            message_id=uuid.UUID(str(row["message_id"])),
+            user_created=bool(row["user_created"]),
+            duplicate=bool(row["duplicate"]),
+        )
+
+
+def rpc_arguments(message: InboundMessage) -> dict[str, Any]:
+    """The RPC's arguments by name, as PostgREST and the SQL call both take them."""
+    return {
+        "message_sid": message.message_sid,
+        "phone": message.sender,
+        "body": message.body,
+        "profile_name": message.profile_name,
+        "media": [m.as_json() for m in message.media],
+    }
+
+
+class Gateway(Protocol):
+    """What the app needs from the database."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def receive(self, message: InboundMessage) -> Receipt: ...
+
+    async def check_ready(self) -> None:
+        """Return when the database answers and the RPC is callable; raise DatabaseUnavailable otherwise."""
+
+
+class PsycopgGateway:
+    """receive_whatsapp_message over a psycopg async pool, one statement (one round trip) per call."""
+
+    SQL = (
+        "select user_id, message_id, user_created, duplicate from public.receive_whatsapp_message("
+        "message_sid => %(message_sid)s, phone => %(phone)s, body => %(body)s,"
+        " profile_name => %(profile_name)s, media => %(media)s::jsonb)"
+    )
+    READY_SQL = (
+        "select p is not null as present, p is not null and has_function_privilege(p, 'execute') as callable"
+        " from to_regprocedure(%s) as p"
+    )
+
+    def __init__(self, conninfo: str, pool_size: int = 10, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self.pool = AsyncConnectionPool(
+            conninfo,
+            min_size=min(2, pool_size),
+            max_size=pool_size,
+            open=False,
+            timeout=timeout,
+            kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": max(1, int(timeout))},
+            name="glue",
+        )
+
+    async def open(self) -> None:
+        # Do not wait: the relay starts (and /readyz says why it is not ready) while the database is down.
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def _fetch_one(self, query: str, params: Any) -> dict[str, Any]:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, params)
+            row = await cur.fetchone()
+            assert row is not None
+            return row
+
+    async def _call(self, query: str, params: Any) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                try:
+                    return await self._fetch_one(query, params)
+                except psycopg.OperationalError:
+                    # A connection the pool handed out may have died with a restarted server; the RPC
+                    # is idempotent by MessageSid, so one more try on a fresh connection is safe.
+                    return await self._fetch_one(query, params)
+        except psycopg.Error as error:
+            if error.sqlstate == BAD_ARGUMENT:
+                raise InputRejected(error.diag.message_primary or "bad argument") from error
+            if isinstance(error, psycopg.OperationalError | psycopg.errors.QueryCanceled):
+                raise DatabaseUnavailable("database unavailable") from error
+            raise
+        except TimeoutError as error:  # asyncio.timeout, or the pool's own wait for a connection
+            raise DatabaseUnavailable("database unavailable") from error
+
+    async def receive(self, message: InboundMessage) -> Receipt:
+        params = rpc_arguments(message)
+        params["media"] = json.dumps(params["media"])
+        return Receipt.from_row(await self._call(self.SQL, params))
+
+    async def check_ready(self) -> None:
+        row = await self._call(self.READY_SQL, (RPC_SIGNATURE,))
+        if not row["present"]:
+            raise DatabaseUnavailable(f"{RPC_SIGNATURE} is missing: apply the migrations")
+        if not row["callable"]:
+            raise DatabaseUnavailable(f"this login may not execute {RPC_SIGNATURE}")
+
+
+class SupabaseGateway:
+    """receive_whatsapp_message through PostgREST with supabase-py, as the service role."""
+
+    def __init__(self, url: str, service_role_key: str, timeout: float = 5.0) -> None:
+        self.url = url
+        self.key = service_role_key
+        self.timeout = timeout
+        self._http: httpx.AsyncClient | None = None
+        self._client: Any = None
+
+    async def open(self) -> None:
+        from supabase import AsyncClientOptions, acreate_client
+
+        # Our own httpx client, so close() really closes every connection it opened.
+        self._http = httpx.AsyncClient(timeout=self.timeout)
+        options = AsyncClientOptions(
+            httpx_client=self._http,
+            postgrest_client_timeout=self.timeout,
+            auto_refresh_token=False,
+            persist_session=False,
+        )
+        self._client = await acreate_client(self.url, self.key, options)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        self._client = None
+
+    async def _rpc(self, arguments: dict[str, Any]) -> Any:
+        from postgrest.exceptions import APIError
+
+        if self._client is None:
+            raise DatabaseUnavailable("gateway not open")
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.rpc(RPC, arguments).execute()
+        except APIError as error:
+            if error.code == BAD_ARGUMENT:
+                raise InputRejected(error.message or "bad argument") from error
+            if (error.code or "").startswith(("08", "53", "57")) or error.code in {"PGRST000", "PGRST001"}:
+                raise DatabaseUnavailable("database unavailable") from error
+            raise
+        except (TimeoutError, httpx.TransportError) as error:
+            raise DatabaseUnavailable("database unavailable") from error
+        return response.data
+
+    async def receive(self, message: InboundMessage) -> Receipt:
+        rows = await self._rpc(rpc_arguments(message))
+        row = rows[0] if isinstance(rows, list) else rows
+        return Receipt.from_row(row)
+
+    async def check_ready(self) -> None:
+        # A call the RPC refuses before writing anything: 22023 proves it is there and callable.
+        try:
+            await self._rpc({"message_sid": "", "phone": "", "body": ""})
+        except InputRejected:
+            return
+        raise DatabaseUnavailable(f"{RPC} did not refuse an empty MessageSid")
+
+
+def gateway_from_settings(settings: Settings) -> PsycopgGateway | SupabaseGateway:
+    """The gateway the configuration selects (DATABASE_URL first)."""
+    kind = settings.gateway_kind()
+    if kind == "psycopg":
+        assert settings.database_url is not None
+        return PsycopgGateway(
+            settings.database_url.get_secret_value(), settings.db_pool_size, settings.db_timeout
+        )
+    if kind == "supabase":
+        assert settings.supabase_url is not None and settings.supabase_service_role_key is not None
+        return SupabaseGateway(
+            settings.supabase_url, settings.supabase_service_role_key.get_secret_value(), settings.db_timeout
+        )
+    raise ValueError("set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")

@@ -1,0 +1,146 @@
+"""Twilio's side of a webhook: reading the form, checking the signature, reading the message, TwiML.
+
+Everything here uses the twilio library for what it does (RequestValidator, MessagingResponse);
+our part is finding the URL Twilio called and keeping every form value for the signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from starlette.datastructures import URL, Headers, ImmutableMultiDict
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from glue.errors import BadRequest, Forbidden, UnsupportedMediaType
+
+SIGNATURE_HEADER = "x-twilio-signature"
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_MEDIA = 20  # WhatsApp allows one attachment, MMS ten; anything above is not Twilio.
+
+Form = ImmutableMultiDict[str, str]
+
+
+@dataclass(frozen=True)
+class Media:
+    """One attachment: Twilio's URL for it (fetched with the account's credentials) and its type."""
+
+    url: str
+    content_type: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"url": self.url, "content_type": self.content_type}
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """An inbound WhatsApp (or SMS) message as Twilio described it. Body and ProfileName are hostile input."""
+
+    message_sid: str
+    sender: str
+    body: str
+    to: str | None = None
+    account_sid: str | None = None
+    wa_id: str | None = None
+    profile_name: str | None = None
+    media: tuple[Media, ...] = ()
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_form(body: bytes, content_type: str | None) -> Form:
+    """Every key and value of a form body, repeated keys included (they are part of the signature)."""
+    media_type = (content_type or FORM_TYPE).split(";", 1)[0].strip().lower()
+    if media_type != FORM_TYPE:
+        raise UnsupportedMediaType(f"expected {FORM_TYPE}")
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict")
+    except (UnicodeDecodeError, ValueError) as error:
+        raise BadRequest("the form is not valid UTF-8 form encoding") from error
+    return ImmutableMultiDict(pairs)
+
+
+def public_url(url: URL, headers: Headers, base_url: str | None, trust_forwarded: bool) -> str:
+    """The URL Twilio called: PUBLIC_BASE_URL + path, else trusted X-Forwarded-*, else what we were sent."""
+    tail = url.path + (f"?{url.query}" if url.query else "")
+    if base_url:
+        return base_url + tail
+    if trust_forwarded:
+        proto = headers.get("x-forwarded-proto", "").split(",")[0].strip()
+        host = headers.get("x-forwarded-host", "").split(",")[0].strip()
+        if proto or host:
+            return f"{proto or url.scheme}://{host or url.netloc}{tail}"
+    return str(url)
+
+
+def check_signature(
+    validators: Sequence[RequestValidator], url: str, form: Form, signature: str | None
+) -> None:
+    """Raise Forbidden unless one of the tokens (primary, secondary) signed this URL and these parameters."""
+    if not signature or not validators:
+        raise Forbidden("forbidden")
+    for validator in validators:
+        if validator.validate(url, form, signature):
+            return
+    raise Forbidden("forbidden")
+
+
+def check_allowed(form: Form, account_sids: Sequence[str], to_numbers: Sequence[str]) -> None:
+    """Raise Forbidden when an allow-list is configured and the AccountSid or To is not on it."""
+    if account_sids and form.get("AccountSid") not in account_sids:
+        raise Forbidden("forbidden")
+    if to_numbers:
+        to = form.get("To", "")
+        bare = to.removeprefix("whatsapp:")
+        if to not in to_numbers and bare not in to_numbers:
+            raise Forbidden("forbidden")
+
+
+def _single(form: Form, name: str, required: bool) -> str | None:
+    values = form.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"{name} given more than once")
+    value = values[0].strip() if values else ""
+    if required and not value:
+        raise BadRequest(f"{name} is required")
+    return value or None
+
+
+def read_message(form: Form) -> InboundMessage:
+    """The message in a signed form, or BadRequest when it lacks what a message needs."""
+    message_sid = _single(form, "MessageSid", required=True)
+    sender = _single(form, "From", required=True)
+    assert message_sid is not None and sender is not None
+    body_values = form.getlist("Body")
+    if len(body_values) > 1:
+        raise BadRequest("Body given more than once")
+    raw_count = _single(form, "NumMedia", required=False) or "0"
+    if not raw_count.isdigit() or int(raw_count) > MAX_MEDIA:
+        raise BadRequest("NumMedia is not a small whole number")
+    media = []
+    for index in range(int(raw_count)):
+        media_url = _single(form, f"MediaUrl{index}", required=True)
+        content_type = _single(form, f"MediaContentType{index}", required=False)
+        assert media_url is not None
+        media.append(Media(media_url, content_type or "application/octet-stream"))
+    return InboundMessage(
+        message_sid=message_sid,
+        sender=sender,
+        body=body_values[0] if body_values else "",
+        to=_single(form, "To", required=False),
+        account_sid=_single(form, "AccountSid", required=False),
+        wa_id=_single(form, "WaId", required=False),
+        profile_name=_single(form, "ProfileName", required=False),
+        media=tuple(media),
+        params={key: value for key, value in form.multi_items()},
+    )
+
+
+def twiml(replies: Sequence[str]) -> str:
+    """TwiML with one <Message> per reply; `<Response />` when there is nothing to say."""
+    response = MessagingResponse()
+    for reply in replies:
+        response.message(reply)
+    return str(response)
