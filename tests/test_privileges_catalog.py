@@ -41,6 +41,21 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "authenticated": NOTHING,
         "service_role": EXECUTE,
     },
+    ("table", "public.user_merges"): {
+        "anon": NOTHING,
+        "authenticated": frozenset({"SELECT"}),
+        "service_role": EVERYTHING,
+    },
+    ("function", "public.link_whatsapp_account()"): {
+        "anon": NOTHING,
+        "authenticated": EXECUTE,
+        "service_role": NOTHING,
+    },
+    ("function", "public.forget_user(uuid)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
 }
 
 RELATIONS = """
