@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import sys
@@ -89,9 +90,12 @@ def dev(args: argparse.Namespace) -> int:
         print("Ctrl-C stops the relay and the database, and removes its data.", flush=True)
         configure_logging(settings.log_level)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, **_uvicorn_options(settings))  # type: ignore[arg-type]
-        uvicorn.Server(config).run()
+        # uvicorn re-raises Ctrl-C once it has shut down; that is the normal way out of `glue dev`.
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run()
     finally:
         server.destroy()
+    print(f"stopped; the local database in {server.root} is removed", flush=True)
     return 0
 
 

@@ -1,0 +1,283 @@
+"""The `glue` command line: simulate, doctor, serve and dev, run as a person would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+from test_relay import PHONE, TOKEN, WELCOME, RelayServer, count, deadline_poll, running_relay, twiml
+
+from glue.cli import main
+from glue.devdb.server import free_port
+from glue.testing import Database
+
+GLUE = str(Path(sys.executable).with_name("glue"))
+RELAY_VARIABLES = (
+    "DATABASE_URL",
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "PUBLIC_BASE_URL",
+    "WELCOME_REPLY",
+    "REPLY_HOOK",
+    "HOST",
+    "PORT",
+    "WORKERS",
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No relay variables from the caller's shell, and a working directory without a .env file."""
+    for name in RELAY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+@pytest.fixture
+def relay(db: Database) -> Iterator[RelayServer]:
+    with running_relay(db.url("postgres")) as server:
+        yield server
+
+
+def child_env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in RELAY_VARIABLES}
+    env.update(values)
+    return env
+
+
+class Lines:
+    """A child process's output, read line by line in a thread so waits can have a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.queue.put(line)
+
+    def close(self) -> None:
+        """After the process has exited: let the reader reach end of file, then close the pipe."""
+        self.thread.join(timeout=30)
+        self.stream.close()
+        while not self.queue.empty():
+            self.seen.append(self.queue.get_nowait())
+
+    def until(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.seen:
+                if match := re.search(pattern, line):
+                    return match
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern!r} in {self.seen!r}")
+            try:
+                self.seen.append(self.queue.get(timeout=remaining))
+            except queue.Empty:
+                continue
+
+
+def stop(process: subprocess.Popen[str], lines: Lines) -> int:
+    """Ctrl-C, as a person stops it; killed if it does not stop within 30 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        lines.close()
+
+
+# --- glue simulate -------------------------------------------------------------------------------
+
+
+def test_simulate_sends_a_signed_message_and_prints_the_twiml(
+    relay: RelayServer, db: Database, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`glue simulate` signs with TWILIO_AUTH_TOKEN, the relay stores the message, the TwiML is printed."""
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    code = main(["simulate", "--url", relay.url, "--from", PHONE, "--body", "hi", "--profile-name", "Ada"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert re.fullmatch(r"200 OK  MessageSid=SM[0-9a-f]{32}", out[0])
+    assert out[1] == twiml(WELCOME)
+    assert (count(db, "users"), count(db, "whatsapp_messages")) == (1, 1)
+
+
+def test_simulate_with_a_repeated_sid_is_a_redelivery(
+    relay: RelayServer, db: Database, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two simulate runs with the same --sid store one message and print the same welcome twice."""
+    sid = "SM" + "a" * 32
+    args = ["simulate", "--url", relay.url, "--from", PHONE, "--sid", sid, "--token", TOKEN]
+    assert (main(args), main(args)) == (0, 0)
+    out = capsys.readouterr().out.splitlines()
+    assert [out[1], out[3]] == [twiml(WELCOME), twiml(WELCOME)]
+    assert count(db, "whatsapp_messages") == 1
+
+
+def test_simulate_with_the_wrong_token_shows_403_and_fails(
+    relay: RelayServer, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A token the relay does not know gets 403 printed and exit status 1."""
+    code = main(["simulate", "--url", relay.url, "--from", PHONE, "--token", "wrong"])
+    assert code == 1
+    assert capsys.readouterr().out.splitlines()[1] == "forbidden"
+
+
+def test_simulate_without_a_token_says_so(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without TWILIO_AUTH_TOKEN or --token, simulate exits 2 and says what to set."""
+    assert main(["simulate", "--from", PHONE]) == 2
+    assert "set TWILIO_AUTH_TOKEN" in capsys.readouterr().err
+
+
+# --- glue doctor ---------------------------------------------------------------------------------
+
+
+def test_doctor_passes_on_a_migrated_database(
+    db: Database, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Against a migrated database with a token set, every line is ok or warn and the exit status is 0."""
+    clean_env.setenv("DATABASE_URL", db.url("postgres"))
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    clean_env.setenv("PUBLIC_BASE_URL", "https://relay.example.com")
+    code = main(["doctor"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    verdicts = {line.split()[1].rstrip(":"): line.split()[0] for line in out.splitlines()[:-1]}
+    assert verdicts == {
+        "configuration": "ok",
+        "TWILIO_AUTH_TOKEN": "ok",
+        "PUBLIC_BASE_URL": "ok",
+        "database": "ok",
+        "rpc": "ok",
+        "migrations": "ok",
+    }
+    assert TOKEN not in out and ":postgres@" not in out
+
+
+def test_doctor_fails_without_token_or_database(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With nothing configured, doctor names the missing token and database, and exits 1."""
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  TWILIO_AUTH_TOKEN: not set" in out
+    assert "FAIL  database: set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY" in out
+
+
+def test_doctor_fails_when_migrations_are_not_applied(
+    bare_db: Database, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a database without the migrations, the rpc line fails."""
+    clean_env.setenv("DATABASE_URL", bare_db.url("postgres"))
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  rpc: public.receive_whatsapp_message(text, text, text, text, jsonb) is missing" in out
+
+
+def test_doctor_reports_an_unreachable_database_without_its_password(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unreachable DATABASE_URL is a FAIL line that shows the URL with its password masked."""
+    port = free_port()
+    clean_env.setenv("DATABASE_URL", f"postgresql://postgres:hunter2@127.0.0.1:{port}/postgres")
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL  database: postgresql://postgres:***@127.0.0.1:{port}/postgres unreachable" in out
+    assert "hunter2" not in out
+
+
+# --- glue serve and glue dev, as processes -------------------------------------------------------
+
+
+def test_serve_runs_the_relay_from_environment_variables(db: Database, tmp_path: Path) -> None:
+    """`glue serve --port P` reads its settings from the environment, answers webhooks, and logs JSON lines."""
+    port = free_port()
+    env = child_env(DATABASE_URL=db.url("postgres"), TWILIO_AUTH_TOKEN=TOKEN, WELCOME_REPLY=WELCOME)
+    process = subprocess.Popen(
+        [GLUE, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    lines = Lines(process.stderr)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(timeout=10) as client:
+
+            def healthy() -> bool:
+                try:
+                    return client.get(base + "/healthz").status_code == 200
+                except httpx.TransportError:
+                    return process.poll() is not None
+
+            deadline_poll(healthy, timeout=30, what="glue serve to answer /healthz")
+            assert process.poll() is None
+            from glue.simulate import inbound_params, send
+
+            response = send(base + "/twilio/webhook", inbound_params(PHONE, "hi"), TOKEN)
+        assert (response.status_code, response.text) == (200, twiml(WELCOME))
+        match = lines.until(r'^\{.*"path":"/twilio/webhook".*\}$')
+        logged = json.loads(match.string)
+        assert (logged["status"], logged["user_created"], logged["duplicate"]) == (200, True, False)
+    finally:
+        stop(process, lines)
+    assert count(db, "whatsapp_messages") == 1
+
+
+def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`glue dev` prints a simulate command; running it gets the welcome from the local stack; Ctrl-C stops it."""
+    process = subprocess.Popen(
+        [GLUE, "dev", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = Lines(process.stdout)
+    try:
+        command = lines.until(r"TWILIO_AUTH_TOKEN=([0-9a-f]{32}) glue simulate --url (\S+) ")
+        lines.until(r"Uvicorn running|Application startup complete")
+        token, url = command.group(1), command.group(2)
+        assert main(["simulate", "--url", url, "--token", token, "--from", PHONE, "--body", "hi"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[1].startswith('<?xml version="1.0" encoding="UTF-8"?><Response><Message>Welcome!')
+        assert out[1].endswith("<Message>You said: hi</Message></Response>")
+    finally:
+        code = stop(process, lines)
+    assert code == 0
+    assert lines.seen[-1].startswith("stopped; the local database in ")
+    assert not Path(lines.seen[-1].split()[5]).exists()
