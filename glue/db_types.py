@@ -16,6 +16,42 @@ from pydantic import BaseModel, Field, JsonValue
 
 
 
+class PublicUserMerges(BaseModel):
+    absorbed_id: Optional[uuid.UUID] = Field(alias="absorbed_id")
+    auth_id: Optional[uuid.UUID] = Field(alias="auth_id")
+    created_at: datetime.datetime = Field(alias="created_at")
+    id: uuid.UUID = Field(alias="id")
+    moved: JsonValue = Field(alias="moved")
+    outcome: str = Field(alias="outcome")
+    phone_number: Optional[str] = Field(alias="phone_number")
+    reason: Optional[str] = Field(alias="reason")
+    survivor_id: Optional[uuid.UUID] = Field(alias="survivor_id")
+    triggered_by: str = Field(alias="triggered_by")
+
+class PublicUserMergesInsert(TypedDict):
+    absorbed_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="absorbed_id")]]
+    auth_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="auth_id")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    moved: NotRequired[Annotated[JsonValue, Field(alias="moved")]]
+    outcome: Annotated[str, Field(alias="outcome")]
+    phone_number: NotRequired[Annotated[Optional[str], Field(alias="phone_number")]]
+    reason: NotRequired[Annotated[Optional[str], Field(alias="reason")]]
+    survivor_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="survivor_id")]]
+    triggered_by: Annotated[str, Field(alias="triggered_by")]
+
+class PublicUserMergesUpdate(TypedDict):
+    absorbed_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="absorbed_id")]]
+    auth_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="auth_id")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    moved: NotRequired[Annotated[JsonValue, Field(alias="moved")]]
+    outcome: NotRequired[Annotated[str, Field(alias="outcome")]]
+    phone_number: NotRequired[Annotated[Optional[str], Field(alias="phone_number")]]
+    reason: NotRequired[Annotated[Optional[str], Field(alias="reason")]]
+    survivor_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="survivor_id")]]
+    triggered_by: NotRequired[Annotated[str, Field(alias="triggered_by")]]
+
 class PublicUsers(BaseModel):
     auth_id: Optional[uuid.UUID] = Field(alias="auth_id")
     created_at: datetime.datetime = Field(alias="created_at")

@@ -5,7 +5,21 @@ export type Database = {
   
   "public": {
           Tables: {
-            "users": {
+            "user_merges": {
+                  Row: {
+                    "absorbed_id": string | null,"auth_id": string | null,"created_at": string,"id": string,"moved": NonNullable<Json>,"outcome": string,"phone_number": string | null,"reason": string | null,"survivor_id": string | null,"triggered_by": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "absorbed_id"?: string | null,"auth_id"?: string | null,"created_at"?: string,"id"?: string,"moved"?: NonNullable<Json>,"outcome": string,"phone_number"?: string | null,"reason"?: string | null,"survivor_id"?: string | null,"triggered_by": string
+                  }
+                  Update: {
+                    "absorbed_id"?: string | null,"auth_id"?: string | null,"created_at"?: string,"id"?: string,"moved"?: NonNullable<Json>,"outcome"?: string,"phone_number"?: string | null,"reason"?: string | null,"survivor_id"?: string | null,"triggered_by"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"users": {
                   Row: {
                     "auth_id": string | null,"created_at": string,"email": string | null,"full_name": string | null,"id": string,"phone_number": string | null,"updated_at": string
                   }
@@ -45,11 +59,32 @@ isOneToOne: false
             [_ in never]: never
           }
           Functions: {
-            "get_or_create_whatsapp_user":
+            "forget_user":
+{ Args: { "user_id": string }; Returns: {
+              "rows_removed": number,"table_name": string
+            }[]
+                           },
+"get_or_create_whatsapp_user":
 { Args: { "phone": string,"profile_name"?: string }; Returns: {
               "auth_id": string,"created": boolean,"created_at": string,"email": string,"full_name": string,"id": string,"phone_number": string,"updated_at": string
             }[]
                            },
+"link_whatsapp_account":
+{ Args: Record<PropertyKey, never>; Returns: {
+              "auth_id": string | null,
+"created_at": string,
+"email": string | null,
+"full_name": string | null,
+"id": string,
+"phone_number": string | null,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "users"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
 "receive_whatsapp_message":
 { Args: { "body": string,"media"?: Json,"message_sid": string,"phone": string,"profile_name"?: string }; Returns: {
               "duplicate": boolean,"message_id": string,"user_created": boolean,"user_id": string
