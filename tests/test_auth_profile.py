@@ -17,7 +17,9 @@ def profile_of(sql: Conn, auth_id: object) -> dict[str, Any] | None:
     ).fetchone()
 
 
-def test_sign_up_creates_the_profile_with_email_and_metadata_name(sql: Conn, supabase_auth: SupabaseAuth) -> None:
+def test_sign_up_creates_the_profile_with_email_and_metadata_name(
+    sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
     """An email sign-up, written as Supabase Auth writes it, gets its profile in the same transaction."""
     user_id = supabase_auth.sign_up("Grace@Example.com", metadata={"full_name": "Grace Hopper"})
     assert profile_of(sql, user_id) == {

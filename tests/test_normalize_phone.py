@@ -62,7 +62,7 @@ def test_refused_forms_raise_22023_naming_the_field(
 
 def test_the_field_name_is_the_callers(sql: psycopg.Connection[dict[str, Any]]) -> None:
     """Callers name the field the value came from, so the error points at it."""
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="^From 'x' is not"):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"^From 'x' is not"):
         sql.execute("select private.normalize_phone('x', 'From')")
 
 

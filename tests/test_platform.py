@@ -25,7 +25,9 @@ def test_embedded_server_runs_as_an_unprivileged_user_even_when_we_are_root(clus
 
 def test_postgres_is_not_a_superuser(sql: psycopg.Connection[dict[str, Any]]) -> None:
     """Migrations run as postgres, which is not a superuser on Supabase."""
-    row = sql.execute("select rolsuper, rolbypassrls, rolcreaterole from pg_roles where rolname = 'postgres'").fetchone()
+    row = sql.execute(
+        "select rolsuper, rolbypassrls, rolcreaterole from pg_roles where rolname = 'postgres'"
+    ).fetchone()
     assert row == {"rolsuper": False, "rolbypassrls": True, "rolcreaterole": True}
     assert sql.execute("select current_setting('is_superuser') as su").fetchone() == {"su": "off"}
 
@@ -79,7 +81,9 @@ def test_our_migrations_deny_new_functions_to_anon_by_default(
         cur.execute("select public.added_later()")
 
 
-def test_supabase_auth_inserts_users_as_supabase_auth_admin(supabase_auth: SupabaseAuth, db: Database) -> None:
+def test_supabase_auth_inserts_users_as_supabase_auth_admin(
+    supabase_auth: SupabaseAuth, db: Database
+) -> None:
     """Sign-up writes auth.users and auth.identities as supabase_auth_admin."""
     user_id = supabase_auth.sign_up("Ada@Example.com", metadata={"full_name": "Ada"})
     user = supabase_auth.user(user_id)
@@ -95,10 +99,15 @@ def test_auth_uid_is_the_callers_id_and_null_for_anon(postgrest: Postgrest) -> N
     """auth.uid() reads request.jwt.claims as PostgREST sets it."""
     user_id = "5b1e2f34-9d7e-4b5a-8c3d-2a1f0e9d8c7b"
     with postgrest.as_user(user_id, email="a@example.com") as cur:
-        row = cur.execute("select auth.uid()::text as uid, auth.role() as role, current_user as who").fetchone()
+        row = cur.execute(
+            "select auth.uid()::text as uid, auth.role() as role, current_user as who"
+        ).fetchone()
     assert row == {"uid": user_id, "role": "authenticated", "who": "authenticated"}
     with postgrest.as_anon() as cur:
-        assert cur.execute("select auth.uid() as uid, current_user as who").fetchone() == {"uid": None, "who": "anon"}
+        assert cur.execute("select auth.uid() as uid, current_user as who").fetchone() == {
+            "uid": None,
+            "who": "anon",
+        }
 
 
 def test_anon_request_carries_its_statement_timeout(postgrest: Postgrest) -> None:

@@ -84,9 +84,9 @@ def actual_privileges(sql: Conn) -> dict[tuple[str, str], dict[str, frozenset[st
             granted = {
                 p
                 for p in TABLE_PRIVILEGES
-                if sql.execute("select has_table_privilege(%s, %s, %s) as ok", (role, rel["oid"], p)).fetchone()[
-                    "ok"
-                ]
+                if sql.execute(
+                    "select has_table_privilege(%s, %s, %s) as ok", (role, rel["oid"], p)
+                ).fetchone()["ok"]
             }
             columns = sql.execute(
                 "select a.attname, p.priv from pg_attribute a,"
@@ -103,7 +103,9 @@ def actual_privileges(sql: Conn) -> dict[tuple[str, str], dict[str, frozenset[st
         name = fn["name"] if fn["name"].startswith("public.") else f"public.{fn['name']}"
         found[("function", name)] = {
             role: EXECUTE
-            if sql.execute("select has_function_privilege(%s, %s, 'EXECUTE') as ok", (role, fn["oid"])).fetchone()["ok"]
+            if sql.execute(
+                "select has_function_privilege(%s, %s, 'EXECUTE') as ok", (role, fn["oid"])
+            ).fetchone()["ok"]
             else NOTHING
             for role in ROLES
         }

@@ -48,7 +48,9 @@ def test_a_user_reads_only_their_own_messages(postgrest: Postgrest, people: dict
 def test_a_user_renames_themselves(postgrest: Postgrest, people: dict[str, Any], sql: Conn) -> None:
     """full_name is the one column a user may change on their own profile."""
     with postgrest.as_user(people["alice"]) as cur:
-        cur.execute("update public.users set full_name = 'Alice L.' where id = %s", (people["alice_profile"],))
+        cur.execute(
+            "update public.users set full_name = 'Alice L.' where id = %s", (people["alice_profile"],)
+        )
         assert cur.rowcount == 1
     assert sql.execute(
         "select full_name from public.users where id = %s", (people["alice_profile"],)
@@ -63,7 +65,9 @@ def test_a_user_cannot_rename_someone_else(postgrest: Postgrest, people: dict[st
             (people["bob_profile"], people["carol_profile"]),
         )
         assert cur.rowcount == 0
-    assert sql.execute("select count(*) as n from public.users where full_name = 'owned'").fetchone() == {"n": 0}
+    assert sql.execute("select count(*) as n from public.users where full_name = 'owned'").fetchone() == {
+        "n": 0
+    }
 
 
 @pytest.mark.parametrize(
@@ -83,7 +87,9 @@ def test_a_user_cannot_rename_someone_else(postgrest: Postgrest, people: dict[st
         "select private.normalize_phone('+14155550995')",
     ],
 )
-def test_a_user_is_refused_everything_else(postgrest: Postgrest, people: dict[str, Any], statement: str) -> None:
+def test_a_user_is_refused_everything_else(
+    postgrest: Postgrest, people: dict[str, Any], statement: str
+) -> None:
     """Identity columns, inserts, deletes, messages and the relay's RPCs are out of a client's reach (42501)."""
     with pytest.raises(psycopg.errors.InsufficientPrivilege), postgrest.as_user(people["alice"]) as cur:
         cur.execute(statement)
@@ -107,12 +113,18 @@ def test_anon_gets_nothing(postgrest: Postgrest, people: dict[str, Any], stateme
         cur.execute(statement)
 
 
-def test_service_role_sees_everything_and_calls_the_relay_rpcs(postgrest: Postgrest, people: dict[str, Any]) -> None:
+def test_service_role_sees_everything_and_calls_the_relay_rpcs(
+    postgrest: Postgrest, people: dict[str, Any]
+) -> None:
     """The relay's role reads all profiles and messages and may call both RPCs."""
     with postgrest.as_service() as cur:
         assert cur.execute("select count(*) as n from public.users").fetchone() == {"n": 3}
         assert cur.execute("select count(*) as n from public.whatsapp_messages").fetchone() == {"n": 3}
-        row = cur.execute("select * from public.receive_whatsapp_message('SMs', '+14155550104', 'x')").fetchone()
+        row = cur.execute(
+            "select * from public.receive_whatsapp_message('SMs', '+14155550104', 'x')"
+        ).fetchone()
         assert row is not None and row["user_created"] is True
-        again = cur.execute("select created from public.get_or_create_whatsapp_user('+14155550104')").fetchone()
+        again = cur.execute(
+            "select created from public.get_or_create_whatsapp_user('+14155550104')"
+        ).fetchone()
         assert again == {"created": False}

@@ -36,7 +36,9 @@ def call_concurrently(db: Database, calls: int, query: str, params: tuple[Any, .
 
 def test_first_contact_creates_the_profile_once(sql: Conn) -> None:
     """The first call creates the profile, later calls find it; the number is stored in E.164."""
-    first = sql.execute("select * from public.get_or_create_whatsapp_user('whatsapp:+14155550123', 'Ada')").fetchall()
+    first = sql.execute(
+        "select * from public.get_or_create_whatsapp_user('whatsapp:+14155550123', 'Ada')"
+    ).fetchall()
     again = sql.execute("select * from public.get_or_create_whatsapp_user('+1 (415) 555-0123')").fetchall()
     assert len(first) == 1 and len(again) == 1
     assert first[0]["created"] is True and again[0]["created"] is False
@@ -48,8 +50,12 @@ def test_first_contact_creates_the_profile_once(sql: Conn) -> None:
 def test_profile_name_fills_only_an_empty_name(sql: Conn) -> None:
     """A later WhatsApp profile name never overwrites a name the profile already has."""
     sql.execute("select * from public.get_or_create_whatsapp_user('+14155550124')")
-    named = sql.execute("select full_name from public.get_or_create_whatsapp_user('+14155550124', 'First')").fetchone()
-    renamed = sql.execute("select full_name from public.get_or_create_whatsapp_user('+14155550124', 'Second')").fetchone()
+    named = sql.execute(
+        "select full_name from public.get_or_create_whatsapp_user('+14155550124', 'First')"
+    ).fetchone()
+    renamed = sql.execute(
+        "select full_name from public.get_or_create_whatsapp_user('+14155550124', 'Second')"
+    ).fetchone()
     assert named == {"full_name": "First"}
     assert renamed == {"full_name": "First"}
 
@@ -76,7 +82,9 @@ def test_random_phones_with_duplicates_across_eight_workers(db: Database, sql: C
         with db.connect("postgres") as conn:
             barrier.wait()
             for phone in chunk:
-                row = conn.execute("select created from public.get_or_create_whatsapp_user(%s)", (phone,)).fetchone()
+                row = conn.execute(
+                    "select created from public.get_or_create_whatsapp_user(%s)", (phone,)
+                ).fetchone()
                 assert row is not None
                 created += row["created"]
         return created
@@ -122,7 +130,7 @@ def test_concurrent_redeliveries_store_one_message(db: Database, sql: Conn) -> N
 
 def test_message_content_is_stored_verbatim(sql: Conn) -> None:
     """Body, media and profile name are stored as received, hostile characters included."""
-    body = "'; drop table public.users; -- \\ \"quoted\" ✓ 日本語"
+    body = '\'; drop table public.users; -- \\ "quoted" ✓ 日本語'
     media = '[{"url": "https://api.twilio.com/media/ME1", "content_type": "image/jpeg"}]'
     row = sql.execute(
         "select * from public.receive_whatsapp_message('MM00000000000000000000000000000003', '+14155550127',"

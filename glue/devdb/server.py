@@ -121,11 +121,17 @@ class EmbeddedPostgres:
             return None
         return pwd.getpwnam(os.environ.get("GLUE_PG_OS_USER", "nobody"))
 
-    def _run_kwargs(self) -> dict[str, object]:
-        kwargs: dict[str, object] = {"preexec_fn": _die_with_parent, "cwd": self.root}
-        if self._user is not None:
-            kwargs.update(user=self._user.pw_uid, group=self._user.pw_gid, extra_groups=[])
-        return kwargs
+    @property
+    def _uid(self) -> int | None:
+        return None if self._user is None else self._user.pw_uid
+
+    @property
+    def _gid(self) -> int | None:
+        return None if self._user is None else self._user.pw_gid
+
+    @property
+    def _extra_groups(self) -> list[int] | None:
+        return None if self._user is None else []
 
     def url(self, user: str = "postgres", dbname: str = "postgres", password: str = "postgres") -> str:
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{dbname}"
@@ -145,7 +151,11 @@ class EmbeddedPostgres:
             ],
             capture_output=True,
             text=True,
-            **self._run_kwargs(),  # type: ignore[arg-type]
+            preexec_fn=_die_with_parent,
+            cwd=self.root,
+            user=self._uid,
+            group=self._gid,
+            extra_groups=self._extra_groups,
         )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed: {result.stderr.strip()}")
@@ -168,7 +178,16 @@ class EmbeddedPostgres:
         for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
         with open(self.root / "server.log", "ab") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=log, **self._run_kwargs())  # type: ignore[call-overload]
+            self.process = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=log,
+                preexec_fn=_die_with_parent,
+                cwd=self.root,
+                user=self._uid,
+                group=self._gid,
+                extra_groups=self._extra_groups,
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
