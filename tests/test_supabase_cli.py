@@ -150,6 +150,15 @@ def _catalog(db: Database) -> dict[str, Any]:
     return {f"{row['kind']} {row['name']}": row["facts"] for row in rows}
 
 
+def test_cli_reads_config_toml_without_complaint(cli_db: Database, supabase: Run) -> None:
+    """The CLI loads supabase/config.toml with no error and no warning (it warns on unknown keys)."""
+    result = supabase("migration", "list", f"--remote={cli_db.url('postgres')}")
+    complaints = [line for line in result.stderr.splitlines() if "config" in line.lower()]
+    assert complaints == [], result.stderr
+    for migration in migrations():
+        assert migration.version in result.stdout, result.stdout
+
+
 def test_db_reset_applies_every_migration_and_the_seed_twice_in_a_row(
     cli_db: Database, supabase: Run
 ) -> None:
