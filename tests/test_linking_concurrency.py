@@ -1,0 +1,179 @@
+"""Linking under concurrency: real connections released together by a barrier, no deadlock, nothing lost."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from glue.devdb.provider import Cluster
+from glue.testing import Database, Postgrest, SupabaseAuth
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+PHONE = "+14155550123"
+DIGITS = "14155550123"
+MESSAGES = 20
+
+
+@pytest.fixture
+def admin(cluster: Cluster, db: Database) -> Iterator[Conn]:
+    """A superuser connection, for writing auth.users as it was before the linking migration existed."""
+    if cluster.admin_user is None:
+        pytest.skip("needs the platform's superuser")
+    with psycopg.connect(db.url(cluster.admin_user), autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+def confirm_phone_before_linking_existed(admin: Conn, auth_id: uuid.UUID) -> None:
+    """Supabase Auth's phone confirmation with triggers off, so that only the RPC links."""
+    with admin.transaction():
+        admin.execute("set local session_replication_role = replica")
+        admin.execute(
+            "update auth.users set phone = %s, phone_confirmed_at = now(), phone_change = '',"
+            " phone_change_token = '', updated_at = now() where id = %s",
+            (DIGITS, auth_id),
+        )
+
+
+def race(jobs: list[Callable[[], Any]]) -> list[Any]:
+    """Runs every job on its own thread, all released at once by a barrier."""
+    barrier = threading.Barrier(len(jobs))
+
+    def run(job: Callable[[], Any]) -> Any:
+        barrier.wait()
+        return job()
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
+def link_job(db: Database, auth_id: uuid.UUID, apis: list[Postgrest]) -> Callable[[], Any]:
+    api = Postgrest(db)
+    apis.append(api)
+
+    def job() -> Any:
+        with api.as_user(auth_id) as cur:
+            row = cur.execute("select id from public.link_whatsapp_account()").fetchone()
+        assert row is not None
+        return row["id"]
+
+    return job
+
+
+def message_job(db: Database, sid: str, apis: list[Postgrest]) -> Callable[[], Any]:
+    api = Postgrest(db)
+    apis.append(api)
+
+    def job() -> Any:
+        with api.as_service() as cur:
+            row = cur.execute(
+                "select user_id from public.receive_whatsapp_message(%s, %s, 'race')",
+                (sid, f"whatsapp:{PHONE}"),
+            ).fetchone()
+        assert row is not None
+        return row["user_id"]
+
+    return job
+
+
+def state(sql: Conn) -> dict[str, Any]:
+    return {
+        "profiles": sql.execute("select id, auth_id, phone_number from public.users").fetchall(),
+        "messages": sql.execute(
+            "select user_id, count(*) as n from public.whatsapp_messages group by user_id"
+        ).fetchall(),
+        "merges": sql.execute("select survivor_id, outcome from public.user_merges").fetchall(),
+    }
+
+
+@pytest.mark.parametrize("path", ["rpc", "auth_trigger"], ids=["link_rpc", "phone_confirmation"])
+def test_a_link_racing_twenty_inbound_messages_loses_none(
+    db: Database, sql: Conn, supabase_auth: SupabaseAuth, admin: Conn, path: str
+) -> None:
+    """A link racing 20 inbound messages for the same phone ends with every message on the survivor and one merge."""
+    first = sql.execute(
+        "select user_id from public.receive_whatsapp_message('SMfirst', %s, 'hello')", (PHONE,)
+    ).fetchone()
+    assert first is not None
+    whatsapp_id = first["user_id"]
+    ada = supabase_auth.sign_up("ada@example.com")
+    apis: list[Postgrest] = []
+    jobs = [message_job(db, f"SMrace{i:02d}", apis) for i in range(MESSAGES)]
+    if path == "rpc":
+        confirm_phone_before_linking_existed(admin, ada)
+        jobs.insert(MESSAGES // 2, link_job(db, ada, apis))
+    else:
+        jobs.insert(MESSAGES // 2, lambda: supabase_auth.confirm_phone(ada, DIGITS) or whatsapp_id)
+    try:
+        results = race(jobs)
+    finally:
+        for api in apis:
+            api.close()
+
+    assert results == [whatsapp_id] * (MESSAGES + 1)
+    assert state(sql) == {
+        "profiles": [{"id": whatsapp_id, "auth_id": ada, "phone_number": PHONE}],
+        "messages": [{"user_id": whatsapp_id, "n": MESSAGES + 1}],
+        "merges": [{"survivor_id": whatsapp_id, "outcome": "merged"}],
+    }
+
+
+@pytest.mark.parametrize("calls", [2, 8])
+def test_link_calls_racing_merge_once(
+    db: Database, sql: Conn, supabase_auth: SupabaseAuth, admin: Conn, calls: int
+) -> None:
+    """Concurrent link calls of one user all return the survivor, and exactly one merge happens."""
+    first = sql.execute(
+        "select user_id from public.receive_whatsapp_message('SMfirst', %s, 'hello')", (PHONE,)
+    ).fetchone()
+    assert first is not None
+    whatsapp_id = first["user_id"]
+    ada = supabase_auth.sign_up("ada@example.com")
+    confirm_phone_before_linking_existed(admin, ada)
+    apis: list[Postgrest] = []
+    jobs = [link_job(db, ada, apis) for _ in range(calls)]
+    try:
+        results = race(jobs)
+    finally:
+        for api in apis:
+            api.close()
+
+    assert results == [whatsapp_id] * calls
+    assert state(sql) == {
+        "profiles": [{"id": whatsapp_id, "auth_id": ada, "phone_number": PHONE}],
+        "messages": [{"user_id": whatsapp_id, "n": 1}],
+        "merges": [{"survivor_id": whatsapp_id, "outcome": "merged"}],
+    }
+
+
+def test_a_link_racing_the_first_messages_of_a_new_number_ends_with_one_profile(
+    db: Database, sql: Conn, supabase_auth: SupabaseAuth, admin: Conn
+) -> None:
+    """When the number has never written before, the link and 20 first messages settle on one linked profile."""
+    ada = supabase_auth.sign_up("ada@example.com")
+    confirm_phone_before_linking_existed(admin, ada)
+    apis: list[Postgrest] = []
+    jobs = [message_job(db, f"SMnew{i:02d}", apis) for i in range(MESSAGES)]
+    jobs.insert(MESSAGES // 2, link_job(db, ada, apis))
+    try:
+        results = race(jobs)
+    finally:
+        for api in apis:
+            api.close()
+
+    survivor = sql.execute("select id from public.users where auth_id = %s", (ada,)).fetchone()
+    assert survivor is not None
+    assert results == [survivor["id"]] * (MESSAGES + 1)
+    found = state(sql)
+    assert found["profiles"] == [{"id": survivor["id"], "auth_id": ada, "phone_number": PHONE}]
+    assert found["messages"] == [{"user_id": survivor["id"], "n": MESSAGES}]
+    assert len(found["merges"]) == 1
+    assert found["merges"][0]["survivor_id"] == survivor["id"]
+    assert found["merges"][0]["outcome"] in {"merged", "phone_attached"}
