@@ -8,15 +8,17 @@ import os
 import secrets
 import sys
 import time
+from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 
 from glue.settings import WEBHOOK_PATH, Settings
 
 DEV_WELCOME = "Welcome! This is the glue relay on your machine. Send anything and it echoes it back."
 
 
-def _uvicorn_options(settings: Settings) -> dict[str, object]:
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     # The app builds the public URL itself (PUBLIC_BASE_URL / TRUST_FORWARDED_HEADERS), so uvicorn
     # must not rewrite the scheme from X-Forwarded-Proto on its own; and the app logs one line
     # per request, so uvicorn's access log is off.
@@ -42,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        **_uvicorn_options(settings),  # type: ignore[arg-type]
+        **_uvicorn_options(settings),
     )
     return 0
 
@@ -65,7 +67,7 @@ def dev(args: argparse.Namespace) -> int:
         port = args.port or (base.port if port_is_free(base.port) else free_port())
         settings = base.model_copy(
             update={
-                "twilio_auth_token": token,
+                "twilio_auth_token": SecretStr(token),
                 "twilio_auth_token_secondary": None,
                 "public_base_url": None,
                 "host": "127.0.0.1",
@@ -76,7 +78,7 @@ def dev(args: argparse.Namespace) -> int:
         database_url = server.url("postgres")
         hook = load_hook(settings.reply_hook) if settings.reply_hook else echo
         gateway = PsycopgGateway(database_url, settings.db_pool_size, settings.db_timeout)
-        app = create_app(settings.model_copy(update={"twilio_auth_token": _secret(token)}), gateway, hook)
+        app = create_app(settings, gateway, hook)
         url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         print(f"local platform ready in {time.monotonic() - started:.1f}s (migrations and seed applied)")
         print(f"  DATABASE_URL={database_url}")
@@ -89,7 +91,7 @@ def dev(args: argparse.Namespace) -> int:
         print(f'  psql {database_url} -c "select * from public.users"')
         print("Ctrl-C stops the relay and the database, and removes its data.", flush=True)
         configure_logging(settings.log_level)
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, **_uvicorn_options(settings))  # type: ignore[arg-type]
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, **_uvicorn_options(settings))
         # uvicorn re-raises Ctrl-C once it has shut down; that is the normal way out of `glue dev`.
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.Server(config).run()
@@ -97,12 +99,6 @@ def dev(args: argparse.Namespace) -> int:
         server.destroy()
     print(f"stopped; the local database in {server.root} is removed", flush=True)
     return 0
-
-
-def _secret(value: str) -> object:
-    from pydantic import SecretStr
-
-    return SecretStr(value)
 
 
 def simulate(args: argparse.Namespace) -> int:
