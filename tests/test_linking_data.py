@@ -1,0 +1,254 @@
+"""What happens to the rows that reference a profile: moved by a merge, kept or removed on deletion, erased on request."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from glue.testing import Postgrest, SupabaseAuth
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+PHONE = "+14155550123"
+DIGITS = "14155550123"
+
+
+def receive(sql: Conn, sid: str, phone: str = PHONE) -> uuid.UUID:
+    row = sql.execute(
+        "select user_id from public.receive_whatsapp_message(%s, %s, 'hello', 'Ada WA')", (sid, phone)
+    ).fetchone()
+    assert row is not None
+    return row["user_id"]  # type: ignore[no-any-return]
+
+
+def profile_id(sql: Conn, auth_id: uuid.UUID) -> uuid.UUID:
+    row = sql.execute("select id from public.users where auth_id = %s", (auth_id,)).fetchone()
+    assert row is not None
+    return row["id"]  # type: ignore[no-any-return]
+
+
+def count(sql: Conn, query: str, *params: Any) -> int:
+    row = sql.execute(query, params).fetchone()
+    assert row is not None
+    return row["n"]  # type: ignore[no-any-return]
+
+
+def add_app_tables(sql: Conn) -> None:
+    """Tables an app adds after the identity layer: orders (many per user) and settings (one per user)."""
+    sql.execute(
+        "create table public.test_orders ("
+        " id bigint generated always as identity primary key,"
+        " user_id uuid not null references public.users (id) on delete cascade,"
+        " item text not null)"
+    )
+    sql.execute(
+        "create table public.test_settings ("
+        " user_id uuid primary key references public.users (id) on delete cascade,"
+        " theme text not null)"
+    )
+
+
+# catalog discovery -----------------------------------------------------------
+
+
+def test_a_table_the_app_adds_later_is_moved_by_the_merge(sql: Conn, supabase_auth: SupabaseAuth) -> None:
+    """Rows of a table created after the migrations follow the app profile into the survivor, and the audit says so."""
+    add_app_tables(sql)
+    whatsapp_id = receive(sql, "SMcat")
+    ada = supabase_auth.sign_up("ada@example.com")
+    app_id = profile_id(sql, ada)
+    sql.execute(
+        "insert into public.test_orders (user_id, item) values (%s, 'tea'), (%s, 'scones'), (%s, 'jam')",
+        (app_id, app_id, whatsapp_id),
+    )
+    sql.execute("insert into public.test_settings (user_id, theme) values (%s, 'dark')", (app_id,))
+
+    supabase_auth.confirm_phone(ada, DIGITS)
+
+    assert sql.execute("select user_id, item from public.test_orders order by id").fetchall() == [
+        {"user_id": whatsapp_id, "item": "tea"},
+        {"user_id": whatsapp_id, "item": "scones"},
+        {"user_id": whatsapp_id, "item": "jam"},
+    ]
+    assert sql.execute("select user_id, theme from public.test_settings").fetchall() == [
+        {"user_id": whatsapp_id, "theme": "dark"}
+    ]
+    assert sql.execute("select moved, outcome from public.user_merges").fetchall() == [
+        {"moved": {"public.test_orders": 2, "public.test_settings": 1}, "outcome": "merged"}
+    ]
+    assert count(sql, "select count(*) as n from public.users") == 1
+
+
+def test_a_unique_conflict_aborts_the_whole_merge(
+    sql: Conn, postgrest: Postgrest, supabase_auth: SupabaseAuth
+) -> None:
+    """Both profiles having the one allowed settings row stops the merge: nothing moves, Auth's update still succeeds."""
+    add_app_tables(sql)
+    whatsapp_id = receive(sql, "SMclash")
+    ada = supabase_auth.sign_up("ada@example.com")
+    app_id = profile_id(sql, ada)
+    sql.execute(
+        "insert into public.test_orders (user_id, item) values (%s, 'tea'), (%s, 'scones')", (app_id, app_id)
+    )
+    sql.execute(
+        "insert into public.test_settings (user_id, theme) values (%s, 'dark'), (%s, 'light')",
+        (app_id, whatsapp_id),
+    )
+    message = (
+        f"cannot merge profile {app_id} into {whatsapp_id}: moving its rows in public.test_settings"
+        " would break unique constraint test_settings_pkey"
+    )
+
+    supabase_auth.confirm_phone(ada, DIGITS)
+
+    auth_user = supabase_auth.user(ada)
+    assert auth_user is not None and auth_user["phone"] == DIGITS
+    assert count(sql, "select count(*) as n from public.users") == 2
+    assert count(sql, "select count(*) as n from public.test_orders where user_id = %s", app_id) == 2
+    assert sql.execute(
+        "select survivor_id, absorbed_id, moved, outcome, reason from public.user_merges"
+    ).fetchall() == [
+        {
+            "survivor_id": whatsapp_id,
+            "absorbed_id": app_id,
+            "moved": {},
+            "outcome": "refused",
+            "reason": f"23505: {message}",
+        }
+    ]
+
+    with pytest.raises(psycopg.Error) as caught, postgrest.as_user(ada) as cur:
+        cur.execute("select public.link_whatsapp_account()")
+    assert caught.value.sqlstate == "23505"
+    assert caught.value.diag.message_primary == message
+    assert caught.value.diag.message_hint == (
+        "Both profiles have a row in public.test_settings that must stay unique: keep one, then link again."
+        " Nothing was changed."
+    )
+    assert count(sql, "select count(*) as n from public.users") == 2
+    assert count(sql, "select count(*) as n from public.test_orders where user_id = %s", app_id) == 2
+
+    sql.execute("delete from public.test_settings where user_id = %s", (app_id,))
+    with postgrest.as_user(ada) as cur:
+        linked = cur.execute("select id from public.link_whatsapp_account()").fetchone()
+    assert linked == {"id": whatsapp_id}
+    assert sql.execute(
+        "select moved, outcome, triggered_by from public.user_merges where outcome = 'merged'"
+    ).fetchall() == [{"moved": {"public.test_orders": 2}, "outcome": "merged", "triggered_by": "rpc"}]
+
+
+# deletion by Supabase Auth -----------------------------------------------------
+
+
+def test_deleting_a_linked_user_keeps_the_whatsapp_profile(sql: Conn, supabase_auth: SupabaseAuth) -> None:
+    """Supabase Auth deleting a linked user leaves the WhatsApp profile, its messages and the audit, without auth_id and email."""
+    whatsapp_id = receive(sql, "SMkeep1")
+    receive(sql, "SMkeep2")
+    ada = supabase_auth.sign_up("ada@example.com")
+    supabase_auth.confirm_phone(ada, DIGITS)
+
+    supabase_auth.delete_user(ada)
+
+    assert supabase_auth.user(ada) is None
+    assert sql.execute("select id, auth_id, email, full_name, phone_number from public.users").fetchall() == [
+        {"id": whatsapp_id, "auth_id": None, "email": None, "full_name": "Ada WA", "phone_number": PHONE}
+    ]
+    assert (
+        count(sql, "select count(*) as n from public.whatsapp_messages where user_id = %s", whatsapp_id) == 2
+    )
+    assert count(sql, "select count(*) as n from public.user_merges where auth_id = %s", ada) == 1
+    assert receive(sql, "SMkeep3") == whatsapp_id
+
+
+def test_deleting_an_app_only_user_removes_the_profile(sql: Conn, supabase_auth: SupabaseAuth) -> None:
+    """Supabase Auth deleting a user without a phone removes the profile and what references it, without error."""
+    add_app_tables(sql)
+    ada = supabase_auth.sign_up("ada@example.com")
+    sql.execute("insert into public.test_orders (user_id, item) values (%s, 'tea')", (profile_id(sql, ada),))
+
+    supabase_auth.delete_user(ada)
+
+    assert supabase_auth.user(ada) is None
+    assert count(sql, "select count(*) as n from public.users") == 0
+    assert count(sql, "select count(*) as n from public.test_orders") == 0
+
+
+# forget_user -------------------------------------------------------------------
+
+
+def test_forget_user_erases_a_linked_person_and_counts_per_table(
+    sql: Conn, postgrest: Postgrest, supabase_auth: SupabaseAuth
+) -> None:
+    """Erasure removes the profile, its messages, app rows, audit rows and auth user, and reports each count."""
+    add_app_tables(sql)
+    whatsapp_id = receive(sql, "SMbye1")
+    receive(sql, "SMbye2")
+    receive(sql, "SMbye3")
+    ada = supabase_auth.sign_up("ada@example.com")
+    supabase_auth.confirm_phone(ada, DIGITS)
+    sql.execute(
+        "insert into public.test_orders (user_id, item) values (%s, 'tea'), (%s, 'jam')", (whatsapp_id,) * 2
+    )
+    bob = supabase_auth.sign_up("bob@example.com")
+    receive(sql, "SMbob", "+14155550999")
+
+    with postgrest.as_service() as cur:
+        removed = cur.execute("select * from public.forget_user(%s)", (whatsapp_id,)).fetchall()
+
+    assert removed == [
+        {"table_name": "auth.users", "rows_removed": 1},
+        {"table_name": "public.test_orders", "rows_removed": 2},
+        {"table_name": "public.test_settings", "rows_removed": 0},
+        {"table_name": "public.user_merges", "rows_removed": 1},
+        {"table_name": "public.users", "rows_removed": 1},
+        {"table_name": "public.whatsapp_messages", "rows_removed": 3},
+    ]
+    assert supabase_auth.user(ada) is None
+    assert count(sql, "select count(*) as n from auth.identities where user_id = %s", ada) == 0
+    assert (
+        count(sql, "select count(*) as n from public.users where id = %s or auth_id = %s", whatsapp_id, ada)
+        == 0
+    )
+    # Everyone else is untouched: Bob and the sender of +14155550999.
+    assert supabase_auth.user(bob) is not None
+    assert count(sql, "select count(*) as n from public.users") == 2
+    assert count(sql, "select count(*) as n from public.whatsapp_messages") == 1
+
+
+def test_forget_user_erases_a_whatsapp_only_profile(sql: Conn, postgrest: Postgrest) -> None:
+    """A profile without an auth user is erased with its messages; auth.users is not in the report."""
+    whatsapp_id = receive(sql, "SMonly1")
+    receive(sql, "SMonly2")
+    with postgrest.as_service() as cur:
+        removed = cur.execute("select * from public.forget_user(%s)", (whatsapp_id,)).fetchall()
+    assert removed == [
+        {"table_name": "public.user_merges", "rows_removed": 0},
+        {"table_name": "public.users", "rows_removed": 1},
+        {"table_name": "public.whatsapp_messages", "rows_removed": 2},
+    ]
+    assert count(sql, "select count(*) as n from public.users") == 0
+
+
+def test_forget_user_is_service_role_only_and_names_bad_input(
+    sql: Conn, postgrest: Postgrest, supabase_auth: SupabaseAuth
+) -> None:
+    """anon and authenticated are denied; a null or unknown id fails with its own SQLSTATE; nothing is erased."""
+    whatsapp_id = receive(sql, "SMstay")
+    ada = supabase_auth.sign_up("ada@example.com")
+    for actor in (postgrest.as_anon, lambda: postgrest.as_user(ada)):
+        with pytest.raises(psycopg.Error) as caught, actor() as cur:
+            cur.execute("select * from public.forget_user(%s)", (whatsapp_id,))
+        assert caught.value.sqlstate == "42501"
+
+    unknown = uuid.uuid4()
+    for user_id, sqlstate, message in [
+        (None, "22023", "user_id is required"),
+        (unknown, "PT404", f"user_id {unknown} has no profile"),
+    ]:
+        with pytest.raises(psycopg.Error) as caught, postgrest.as_service() as cur:
+            cur.execute("select * from public.forget_user(%s::uuid)", (user_id,))
+        assert (caught.value.sqlstate, caught.value.diag.message_primary) == (sqlstate, message)
+    assert count(sql, "select count(*) as n from public.users") == 2
