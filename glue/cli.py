@@ -90,8 +90,8 @@ def dev(args: argparse.Namespace) -> int:
         print("Look at what was stored:")
         print(f'  psql {database_url} -c "select * from public.users"')
         print("Ctrl-C stops the relay and the database, and removes its data.", flush=True)
-        configure_logging(settings.log_level)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, **_uvicorn_options(settings))
+        configure_logging(settings.log_level)  # after uvicorn's Config, which applies its own logging setup
         # uvicorn re-raises Ctrl-C once it has shut down; that is the normal way out of `glue dev`.
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.Server(config).run()

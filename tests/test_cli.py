@@ -276,6 +276,8 @@ def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command
         out = capsys.readouterr().out.splitlines()
         assert out[1].startswith('<?xml version="1.0" encoding="UTF-8"?><Response><Message>Welcome!')
         assert out[1].endswith("<Message>You said: hi</Message></Response>")
+        logged = json.loads(lines.until(r'^\{.*"path":"/twilio/webhook".*\}$').string)
+        assert (logged["status"], logged["user_created"], logged["hook"]) == (200, True, "replied")
     finally:
         code = stop(process, lines)
     assert code == 0
