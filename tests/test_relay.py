@@ -710,3 +710,20 @@ def test_a_database_slower_than_the_timeout_is_503_and_the_retry_succeeds(
     assert elapsed < 3
     assert (retry.status_code, retry.text) == (200, twiml(WELCOME))
     assert count(db, "whatsapp_messages") == 1
+
+
+def test_supabase_rpc_path_with_the_stack_down_is_503(client: httpx.Client) -> None:
+    """The rpc() gateway maps an unreachable SUPABASE_URL to 503 + Retry-After, and /readyz to 503."""
+    from glue.devdb.server import free_port
+    from glue.gateway import SupabaseGateway
+
+    gateway = SupabaseGateway(f"http://127.0.0.1:{free_port()}", "service-role-key", timeout=2)
+    with RelayServer(create_app(make_settings(), gateway)) as relay:
+        down = post(client, relay.url, inbound_params(PHONE, "hi"))
+        ready = client.get(relay.base + "/readyz")
+    assert (down.status_code, down.headers.get("retry-after"), down.text) == (
+        503,
+        "7",
+        "database unavailable",
+    )
+    assert ready.status_code == 503
