@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -177,3 +178,43 @@ def test_a_link_racing_the_first_messages_of_a_new_number_ends_with_one_profile(
     assert len(found["merges"]) == 1
     assert found["merges"][0]["survivor_id"] == survivor["id"]
     assert found["merges"][0]["outcome"] in {"merged", "phone_attached"}
+
+
+def test_a_link_blocked_by_a_first_message_in_flight_merges_with_its_profile(
+    db: Database, sql: Conn, supabase_auth: SupabaseAuth, admin: Conn
+) -> None:
+    """A link that finds no profile, then waits on an uncommitted first message of the number, merges with that profile."""
+    ada = supabase_auth.sign_up("ada@example.com")
+    app_id = sql.execute("select id from public.users where auth_id = %s", (ada,)).fetchone()
+    assert app_id is not None
+    confirm_phone_before_linking_existed(admin, ada)
+    apis: list[Postgrest] = []
+    link = link_job(db, ada, apis)
+    with db.connect("postgres", autocommit=False) as relay:
+        first = relay.execute(
+            "select user_id from public.receive_whatsapp_message('SMinflight', %s, 'hello')", (PHONE,)
+        ).fetchone()
+        assert first is not None
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            linked = pool.submit(link)
+            deadline = time.monotonic() + 10
+            while not admin.execute(
+                "select exists (select from pg_stat_activity where datname = current_database()"
+                " and usename = 'authenticator' and wait_event_type = 'Lock') as waiting"
+            ).fetchone()["waiting"]:
+                assert time.monotonic() < deadline, "the link never waited for the message's transaction"
+                time.sleep(0.01)
+            relay.commit()
+            survivor = linked.result(timeout=10)
+    for api in apis:
+        api.close()
+
+    assert survivor == first["user_id"]
+    assert state(sql) == {
+        "profiles": [{"id": survivor, "auth_id": ada, "phone_number": PHONE}],
+        "messages": [{"user_id": survivor, "n": 1}],
+        "merges": [{"survivor_id": survivor, "outcome": "merged"}],
+    }
+    assert sql.execute("select absorbed_id from public.user_merges").fetchall() == [
+        {"absorbed_id": app_id["id"]}
+    ]
