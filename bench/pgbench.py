@@ -51,6 +51,16 @@ SCRIPTS: dict[str, str] = {
     " 'whatsapp:+1' || :n, 'hello', 'Bench', '[]');",
 }
 
+# The existing-user call taken apart, for the profile: each layer's cost is the difference.
+PROFILE_SCRIPTS: dict[str, str] = {
+    "bare index lookup": "{existing}\nselect * from public.users where phone_number = "
+    f"'+44' || ({EXISTING_BASE}::bigint + :i);",
+    "private.normalize_phone only": "{existing}\nselect private.normalize_phone("
+    f"'+44' || ({EXISTING_BASE}::bigint + :i), 'phone');",
+    "private.whatsapp_user (plpgsql) only": "{existing}\nselect * from private.whatsapp_user("
+    f"'+44' || ({EXISTING_BASE}::bigint + :i), 'Bench');",
+}
+
 BASELINE_OF = {
     "select 1": None,
     "bare insert": None,
@@ -92,7 +102,7 @@ def pgbench_bin() -> str:
 def run(
     server: EmbeddedPostgres, workload: str, clients: int, seconds: float, users: int
 ) -> Run:
-    script = SCRIPTS[workload].replace("{existing}", existing_phone(users))
+    script = (SCRIPTS.get(workload) or PROFILE_SCRIPTS[workload]).replace("{existing}", existing_phone(users))
     with tempfile.TemporaryDirectory(prefix="glue-bench-") as tmp:
         path = Path(tmp) / "script.sql"
         path.write_text(script + "\n")
