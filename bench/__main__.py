@@ -69,15 +69,28 @@ def machine(server: Any) -> dict[str, Any]:
         "wrk": version(["wrk", "-v"]),
         "packages": {
             name: md.version(name)
-            for name in ("uvicorn", "uvloop", "httptools", "starlette", "psycopg", "psycopg-pool", "twilio", "py-spy")
+            for name in (
+                "uvicorn",
+                "uvloop",
+                "httptools",
+                "starlette",
+                "psycopg",
+                "psycopg-pool",
+                "twilio",
+                "py-spy",
+            )
         },
-        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip(),
+        "git": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip(),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--quick", action="store_true", help="short runs for development; does not write BENCHMARKS.md")
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs for development; does not write BENCHMARKS.md"
+    )
     parser.add_argument("--skip-relay", action="store_true")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -102,8 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         for users in scales:
             log(f"bulk-loading {users:,} existing senders")
             results["load_seconds"][str(users)] = db_platform.load_users(server, users)
-            for workload in ("select 1", "bare insert", "get_or_create existing", "get_or_create new",
-                             "receive existing sender"):
+            for workload in (
+                "select 1",
+                "bare insert",
+                "get_or_create existing",
+                "get_or_create new",
+                "receive existing sender",
+            ):
                 r = pgbench.run(server, workload, 1, scale_s, users)
                 log(f"  scale {users:>9,} {workload:<24} {r.rate:9.0f}/s p50 {r.p50_ms:.3f} ms")
                 results["scale"].append(r.as_dict())
@@ -119,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         for workload in pgbench.SCRIPTS:
             for clients in (1, 8, 32):
                 r = pgbench.run(server, workload, clients, rpc_s, users)
-                log(f"  rpc {workload:<24} c={clients:<2} {r.rate:9.0f}/s p50 {r.p50_ms:.3f} p99 {r.p99_ms:.3f} ms"
-                    f" (pgbench cpu {r.driver_cpu_pct:.0f}%)")
+                log(
+                    f"  rpc {workload:<24} c={clients:<2} {r.rate:9.0f}/s p50 {r.p50_ms:.3f} p99 {r.p99_ms:.3f} ms"
+                    f" (pgbench cpu {r.driver_cpu_pct:.0f}%)"
+                )
                 results["rpc"].append(r.as_dict())
             db_platform.clear_new_rows(server)
 
@@ -146,8 +166,14 @@ def main(argv: list[str] | None = None) -> int:
                     """
                 ).fetchall()
             results["pg_stat_statements"][workload] = [
-                {"calls": int(r[0]), "total_ms": float(r[1]), "mean_ms": float(r[2]), "plan_ms": float(r[3]),
-                 "query": str(r[4])[:160]} for r in rows
+                {
+                    "calls": int(r[0]),
+                    "total_ms": float(r[1]),
+                    "mean_ms": float(r[2]),
+                    "plan_ms": float(r[3]),
+                    "query": str(r[4])[:160],
+                }
+                for r in rows
             ]
             db_platform.set_tracking(server, "none")
             db_platform.clear_new_rows(server)
@@ -170,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     name = "quick.json" if quick else "latest.json"
     (RESULTS / name).write_text(json.dumps(results, indent=1, default=str) + "\n")
     log(f"raw figures: {RESULTS / name}")
-    chart = report.chart(results, Path(__file__).resolve().parent / ("chart-quick.png" if quick else "chart.png"))
+    chart = report.chart(
+        results, Path(__file__).resolve().parent / ("chart-quick.png" if quick else "chart.png")
+    )
     log(f"chart: {chart}")
     if not quick:
         report.write_benchmarks_md(results, ROOT / "BENCHMARKS.md")
@@ -190,9 +218,13 @@ def run_relay(server: Any, work: Path, users: int, seconds: float) -> dict[str, 
             try:
                 # Warm-up: connections opened, plans cached, pools filled.
                 relay.measure(srv, server, work, f"W{kind[0]}{workers}", users, 2, expected_rate=6000)
-                r = relay.measure(srv, server, work, f"M{kind[0]}{workers}", users, seconds, expected_rate=8000)
-                log(f"  http {kind:<8} workers={workers} {r.rate:7.0f} req/s p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms"
-                    f" errors {r.errors} stored {r.stored} (wrk cpu {r.driver_cpu_pct:.0f}%)")
+                r = relay.measure(
+                    srv, server, work, f"M{kind[0]}{workers}", users, seconds, expected_rate=8000
+                )
+                log(
+                    f"  http {kind:<8} workers={workers} {r.rate:7.0f} req/s p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms"
+                    f" errors {r.errors} stored {r.stored} (wrk cpu {r.driver_cpu_pct:.0f}%)"
+                )
                 out["runs"].append(r.as_dict())
                 if kind == "relay":
                     relay_rate[workers] = r.rate
@@ -208,11 +240,15 @@ def run_relay(server: Any, work: Path, users: int, seconds: float) -> dict[str, 
         r = relay.measure(srv, server, work, "PACE", users, seconds, think_ms=think, expected_rate=target)
         # One correction of the pacing from what was achieved.
         if abs(r.rate - target) / target > 0.05:
-            latency_ms = max(0.0, relay.CONNECTIONS / r.rate * 1000 - think)  # each connection: think + latency
+            latency_ms = max(
+                0.0, relay.CONNECTIONS / r.rate * 1000 - think
+            )  # each connection: think + latency
             think = max(0.1, relay.CONNECTIONS / target * 1000 - latency_ms)
             r = relay.measure(srv, server, work, "PAC2", users, seconds, think_ms=think, expected_rate=target)
-        log(f"  http relay paced at {r.rate:.0f} req/s ({100 * r.rate / relay_rate[workers]:.0f}% of sustained):"
-            f" p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms")
+        log(
+            f"  http relay paced at {r.rate:.0f} req/s ({100 * r.rate / relay_rate[workers]:.0f}% of sustained):"
+            f" p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms"
+        )
         out["paced"] = {**r.as_dict(), "target": target, "sustained": relay_rate[workers]}
     finally:
         srv.stop()

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import psycopg
 
-from glue.devdb import EmbeddedPostgres
-
 from bench.platform import EXISTING_BASE
+from glue.devdb import EmbeddedPostgres
 
 CALLS = {
     "get_or_create existing": (

@@ -23,9 +23,8 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
-from glue.devdb import EmbeddedPostgres
-
 from bench.pgbench import percentile
+from glue.devdb import EmbeddedPostgres
 
 PROCESSES = 2
 THREADS = 16
@@ -64,8 +63,14 @@ def phones(variant_index: int, count: int) -> list[str]:
     return [f"+1888{variant_index}{i:09d}" for i in range(count)]
 
 
-def _thread(url: str, variant: str, numbers: list[str], barrier: Any, deadline_box: list[float],
-            out: list[tuple[int, int, int, list[float]]]) -> None:
+def _thread(
+    url: str,
+    variant: str,
+    numbers: list[str],
+    barrier: Any,
+    deadline_box: list[float],
+    out: list[tuple[int, int, int, list[float]]],
+) -> None:
     calls = errs = created = 0
     lat: list[float] = []
     with psycopg.connect(url, autocommit=True) as conn:
@@ -95,7 +100,9 @@ def _thread(url: str, variant: str, numbers: list[str], barrier: Any, deadline_b
 def _process(url: str, variant: str, numbers: list[str], seconds: float, barrier: Any, queue: Any) -> None:
     out: list[tuple[int, int, int, list[float]]] = []
     deadline_box = [0.0]
-    local = threading.Barrier(THREADS, action=lambda: (barrier.wait(), deadline_box.__setitem__(0, time.monotonic() + seconds)))
+    local = threading.Barrier(
+        THREADS, action=lambda: (barrier.wait(), deadline_box.__setitem__(0, time.monotonic() + seconds))
+    )
     threads = [
         threading.Thread(target=_thread, args=(url, variant, numbers, local, deadline_box, out))
         for _ in range(THREADS)
@@ -113,7 +120,10 @@ def run(server: EmbeddedPostgres, variant: str, index: int, seconds: float) -> N
     barrier = ctx.Barrier(PROCESSES)
     queue = ctx.Queue()
     url = server.url("postgres")
-    procs = [ctx.Process(target=_process, args=(url, variant, numbers, seconds, barrier, queue)) for _ in range(PROCESSES)]
+    procs = [
+        ctx.Process(target=_process, args=(url, variant, numbers, seconds, barrier, queue))
+        for _ in range(PROCESSES)
+    ]
     started = time.monotonic()
     for p in procs:
         p.start()
@@ -124,7 +134,11 @@ def run(server: EmbeddedPostgres, variant: str, index: int, seconds: float) -> N
     flat = [r for batch in results for r in batch]
     calls = sum(r[0] for r in flat)
     lat = sorted(x for r in flat for x in r[3])
-    table = {"naive": "bench.naive_users", "naive + unique": "bench.naive_users_unique", "ours": "public.users"}[variant]
+    table = {
+        "naive": "bench.naive_users",
+        "naive + unique": "bench.naive_users_unique",
+        "ours": "public.users",
+    }[variant]
     with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
         row = conn.execute(
             f"select count(*), count(distinct phone_number) from {table} where phone_number like %s",

@@ -16,14 +16,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from glue.devdb import EmbeddedPostgres, find_bindir
-
 from bench.platform import EXISTING_BASE
+from glue.devdb import EmbeddedPostgres, find_bindir
 
 # Random new phones (+1 and 14 digits) and random 34-character MessageSids: collisions
 # over a run are vanishingly rare (1 in ~10^14 per pair).
 NEW_PHONE = r"\set n random(10000000000000, 99999999999999)"
-SID = "\\set s1 random(1000000000000000, 9999999999999999)\n\\set s2 random(1000000000000000, 9999999999999999)"
+SID = (
+    "\\set s1 random(1000000000000000, 9999999999999999)\n\\set s2 random(1000000000000000, 9999999999999999)"
+)
 
 
 def existing_phone(users: int) -> str:
@@ -99,9 +100,7 @@ def pgbench_bin() -> str:
     return str(find_bindir() / "pgbench")
 
 
-def run(
-    server: EmbeddedPostgres, workload: str, clients: int, seconds: float, users: int
-) -> Run:
+def run(server: EmbeddedPostgres, workload: str, clients: int, seconds: float, users: int) -> Run:
     script = (SCRIPTS.get(workload) or PROFILE_SCRIPTS[workload]).replace("{existing}", existing_phone(users))
     with tempfile.TemporaryDirectory(prefix="glue-bench-") as tmp:
         path = Path(tmp) / "script.sql"
@@ -110,15 +109,25 @@ def run(
         args = [
             pgbench_bin(),
             "-n",  # no vacuum of pgbench's own tables
-            "-M", "prepared",
-            "-c", str(clients),
-            "-j", str(min(clients, 2)),
-            "-T", str(int(seconds)),
-            "-f", str(path),
-            "-l", "--log-prefix", str(Path(tmp) / "log"),
-            "-h", "127.0.0.1",
-            "-p", str(server.port),
-            "-U", "postgres",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-T",
+            str(int(seconds)),
+            "-f",
+            str(path),
+            "-l",
+            "--log-prefix",
+            str(Path(tmp) / "log"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(server.port),
+            "-U",
+            "postgres",
             "postgres",
         ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)

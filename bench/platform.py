@@ -64,9 +64,7 @@ def admin(server: EmbeddedPostgres) -> psycopg.Connection[tuple[object, ...]]:
 
 
 def existing_users(conn: psycopg.Connection[tuple[object, ...]]) -> int:
-    row = conn.execute(
-        "select count(*) from public.users where phone_number like '+447%'"
-    ).fetchone()
+    row = conn.execute("select count(*) from public.users where phone_number like '+447%'").fetchone()
     assert row is not None
     return int(str(row[0]))
 

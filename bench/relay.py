@@ -10,9 +10,9 @@ shows it can offer more load than the relay takes.
 from __future__ import annotations
 
 import json
-import re
 import os
 import random
+import re
 import resource
 import socket
 import subprocess
@@ -25,11 +25,10 @@ from pathlib import Path
 import psycopg
 from twilio.request_validator import RequestValidator
 
+from bench.platform import EXISTING_BASE
 from glue.devdb import EmbeddedPostgres
 from glue.devdb.server import free_port
 from glue.settings import WEBHOOK_PATH
-
-from bench.platform import EXISTING_BASE
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "wrk" / "webhooks.lua"
@@ -132,12 +131,29 @@ class Server:
         self.log = open(log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "--factory", factory,
-                "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(workers), "--no-access-log", "--log-level", "warning",
-                "--loop", "uvloop", "--http", "httptools",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                factory,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
             ],
-            cwd=ROOT, env=env, stdout=self.log, stderr=self.log,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
         )
         wait_for_port(self.port, self.process)
 
@@ -159,7 +175,9 @@ def messages(db: EmbeddedPostgres) -> int:
     return int(row[0])
 
 
-def wrk(server: Server, prefix: Path, seconds: float, connections: int, think_ms: float = 0.0) -> dict[str, float]:
+def wrk(
+    server: Server, prefix: Path, seconds: float, connections: int, think_ms: float = 0.0
+) -> dict[str, float]:
     env = {
         **os.environ,
         "WEBHOOKS_FILE": str(prefix),
@@ -167,8 +185,18 @@ def wrk(server: Server, prefix: Path, seconds: float, connections: int, think_ms
         "THINK_MS": f"{think_ms:.3f}",
     }
     args = [
-        "wrk", "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{int(seconds)}s",
-        "--timeout", "10s", "-s", str(LUA), server.url + WEBHOOK_PATH,
+        "wrk",
+        "-t",
+        str(WRK_THREADS),
+        "-c",
+        str(connections),
+        "-d",
+        f"{int(seconds)}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        server.url + WEBHOOK_PATH,
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -177,13 +205,22 @@ def wrk(server: Server, prefix: Path, seconds: float, connections: int, think_ms
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON "))
     result: dict[str, float] = json.loads(line.removeprefix("WRK_JSON "))
-    result["cpu_pct"] = 100.0 * ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / wall
+    result["cpu_pct"] = (
+        100.0 * ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / wall
+    )
     return result
 
 
 def measure(
-    server: Server, db: EmbeddedPostgres, workdir: Path, tag: str, users: int, seconds: float,
-    connections: int = CONNECTIONS, think_ms: float = 0.0, expected_rate: float = 8000.0,
+    server: Server,
+    db: EmbeddedPostgres,
+    workdir: Path,
+    tag: str,
+    users: int,
+    seconds: float,
+    connections: int = CONNECTIONS,
+    think_ms: float = 0.0,
+    expected_rate: float = 8000.0,
 ) -> HttpRun:
     prefix = workdir / f"webhooks-{tag}"
     write_requests(prefix, server.url + WEBHOOK_PATH, int(expected_rate * seconds * 1.3) + 1000, users, tag)
@@ -203,7 +240,9 @@ def measure(
         p90_ms=r["p90_us"] / 1000,
         p99_ms=r["p99_us"] / 1000,
         max_ms=r["max_us"] / 1000,
-        errors=int(r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]),
+        errors=int(
+            r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
+        ),
         wrapped=int(r["wrapped"]),
         stored=stored,
         driver_cpu_pct=r["cpu_pct"],
@@ -217,11 +256,22 @@ def profile(server: Server, db: EmbeddedPostgres, workdir: Path, users: int, sec
     out = workdir / "relay-profile.txt"
     spy = subprocess.Popen(
         [
-            str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.process.pid),
-            "--duration", str(int(seconds)), "--rate", "250", "--format", "raw", "--nonblocking",
-            "--output", str(out),
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(server.process.pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(out),
         ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     wrk(server, prefix, seconds + 2, CONNECTIONS)
     _, err = spy.communicate(timeout=60)

@@ -38,8 +38,14 @@ def chart(results: dict[str, Any], path: Path) -> Path:
 
     rpc = _runs(results, "rpc")
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    styles = {"select 1": "k--", "bare insert": "k:", "get_or_create existing": "o-C0", "get_or_create new": "s-C1",
-              "receive existing sender": "^-C2", "receive new sender": "v-C3"}
+    styles = {
+        "select 1": "k--",
+        "bare insert": "k:",
+        "get_or_create existing": "o-C0",
+        "get_or_create new": "s-C1",
+        "receive existing sender": "^-C2",
+        "receive new sender": "v-C3",
+    }
     for workload, style in styles.items():
         points = sorted((r["clients"], r["rate"], r["p99_ms"]) for r in rpc if r["workload"] == workload)
         if not points:
@@ -47,8 +53,10 @@ def chart(results: dict[str, Any], path: Path) -> Path:
         xs = [p[0] for p in points]
         axes[0][0].plot(xs, [p[1] for p in points], style, label=workload)
         axes[1][0].plot(xs, [p[2] for p in points], style, label=workload)
-    for ax, title, ylabel in ((axes[0][0], "RPC throughput (pgbench)", "calls/s"),
-                              (axes[1][0], "RPC p99 latency (pgbench)", "p99 ms")):
+    for ax, title, ylabel in (
+        (axes[0][0], "RPC throughput (pgbench)", "calls/s"),
+        (axes[1][0], "RPC p99 latency (pgbench)", "p99 ms"),
+    ):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks([1, 8, 32], ["1", "8", "32"])
@@ -62,17 +70,28 @@ def chart(results: dict[str, Any], path: Path) -> Path:
         points = sorted((r["workers"], r["rate"], r["p99_ms"]) for r in http if r["server"] == kind)
         if not points:
             continue
-        label = "baseline: same stack, no DB, no validation" if kind == "baseline" else "relay: signature + receive_whatsapp_message"
+        label = (
+            "baseline: same stack, no DB, no validation"
+            if kind == "baseline"
+            else "relay: signature + receive_whatsapp_message"
+        )
         axes[0][1].plot([p[0] for p in points], [p[1] for p in points], style, label=label)
         axes[1][1].plot([p[0] for p in points], [p[2] for p in points], style, label=label)
     paced = (results.get("relay") or {}).get("paced")
     if paced:
-        axes[1][1].plot([paced["workers"]], [paced["p99_ms"]], "r*", markersize=12,
-                        label=f"relay paced at {paced['rate']:.0f} req/s (80% of sustained)")
+        axes[1][1].plot(
+            [paced["workers"]],
+            [paced["p99_ms"]],
+            "r*",
+            markersize=12,
+            label=f"relay paced at {paced['rate']:.0f} req/s (80% of sustained)",
+        )
         axes[1][1].axhline(50, color="r", alpha=0.3, linestyle=":", label="p99 target 50 ms")
     axes[0][1].axhline(1500, color="r", alpha=0.3, linestyle=":", label="target 1,500 req/s")
-    for ax, title, ylabel in ((axes[0][1], "Webhook throughput (wrk, 64 connections)", "requests/s"),
-                              (axes[1][1], "Webhook p99 latency (wrk, 64 connections)", "p99 ms")):
+    for ax, title, ylabel in (
+        (axes[0][1], "Webhook throughput (wrk, 64 connections)", "requests/s"),
+        (axes[1][1], "Webhook p99 latency (wrk, 64 connections)", "p99 ms"),
+    ):
         ax.set_xticks([1, 2])
         ax.set_xlabel("uvicorn workers")
         ax.set_ylabel(ylabel)
@@ -81,8 +100,10 @@ def chart(results: dict[str, Any], path: Path) -> Path:
         ax.legend(fontsize=8)
         ax.set_ylim(bottom=0)
     m = results.get("machine", {})
-    fig.suptitle(f"glue benchmarks, one run: {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('date')}"
-                 + (" (QUICK: not for the record)" if results.get("quick") else ""))
+    fig.suptitle(
+        f"glue benchmarks, one run: {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('date')}"
+        + (" (QUICK: not for the record)" if results.get("quick") else "")
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -97,20 +118,26 @@ def generated(results: dict[str, Any]) -> str:
     m = results["machine"]
     out: list[str] = []
     w = out.append
-    w(f"Run of {m['date']} at commit `{m['git']}`, {results['elapsed_s'] / 60:.1f} minutes, every figure below from"
-      " this one run (ratios compare runs taken minutes apart on the same machine and database).\n")
+    w(
+        f"Run of {m['date']} at commit `{m['git']}`, {results['elapsed_s'] / 60:.1f} minutes, every figure below from"
+        " this one run (ratios compare runs taken minutes apart on the same machine and database).\n"
+    )
     w("| machine | |\n|---|---|")
     w(f"| cores | {m['cores']} ({m['cpu']}) |")
     w(f"| memory | {m['memory_gib']} GiB |")
     w(f"| kernel | {m['kernel']} |")
-    w(f"| PostgreSQL | {m['postgres'].split(' on ')[0]} (embedded, `durable=False`: fsync and synchronous_commit off) |")
+    w(
+        f"| PostgreSQL | {m['postgres'].split(' on ')[0]} (embedded, `durable=False`: fsync and synchronous_commit off) |"
+    )
     w(f"| pgbench / wrk | {m['pgbench']} / {m['wrk']} |")
     w(f"| Python | {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + " |\n")
 
     rpc = _runs(results, "rpc")
     w("### 1. RPC calls (pgbench, prepared statements; existing senders drawn from the loaded users)\n")
     users = rpc[0]["users"] if rpc else 0
-    w(f"{users:,} existing users loaded. Ratio = calls/s over the baseline's calls/s at the same connection count.\n")
+    w(
+        f"{users:,} existing users loaded. Ratio = calls/s over the baseline's calls/s at the same connection count.\n"
+    )
     w("| call | conns | calls/s | p50 ms | p99 ms | ratio | target | met | pgbench CPU |")
     w("|---|---:|---:|---:|---:|---:|---:|:-:|---:|")
     for workload in (*BASELINES, *OURS):
@@ -127,8 +154,10 @@ def generated(results: dict[str, Any]) -> str:
                     ratio = f"{value:.2f}x {base_name}"
                     target = f">= {goal}x"
                     met = "yes" if value >= goal else "**no**"
-            w(f"| {workload} | {clients} | {_fmt(r['rate'])} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {ratio} | {target} | {met} |"
-              f" {r['driver_cpu_pct']:.0f}% |")
+            w(
+                f"| {workload} | {clients} | {_fmt(r['rate'])} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {ratio} | {target} | {met} |"
+                f" {r['driver_cpu_pct']:.0f}% |"
+            )
     w("")
 
     scale = _runs(results, "scale")
@@ -136,24 +165,47 @@ def generated(results: dict[str, Any]) -> str:
     if sizes:
         w("### 2. Scale (1 connection, bulk-loaded users; p50 is the criterion)\n")
         head = " | ".join(f"p50 at {s:,}" for s in sizes)
-        w(f"| call | {head} | p50 {sizes[-1]:,} / {sizes[0]:,} | target | met | " + " | ".join(f"calls/s at {s:,}" for s in sizes) + " |")
+        w(
+            f"| call | {head} | p50 {sizes[-1]:,} / {sizes[0]:,} | target | met | "
+            + " | ".join(f"calls/s at {s:,}" for s in sizes)
+            + " |"
+        )
         w("|---|" + "---:|" * len(sizes) + "---:|---:|:-:|" + "---:|" * len(sizes))
-        for workload in ("select 1", "bare insert", "get_or_create existing", "get_or_create new", "receive existing sender"):
+        for workload in (
+            "select 1",
+            "bare insert",
+            "get_or_create existing",
+            "get_or_create new",
+            "receive existing sender",
+        ):
             row = [_find(scale, workload, users=s) for s in sizes]
             if any(x is None for x in row):
                 continue
             ratio = row[-1]["p50_ms"] / row[0]["p50_ms"]  # type: ignore[index]
             ours = workload not in BASELINES
-            w(f"| {workload} | " + " | ".join(f"{x['p50_ms']:.3f}" for x in row if x) + f" | {ratio:.2f}x | "
-              + ("<= 1.25x" if ours else "") + " | " + (("yes" if ratio <= 1.25 else "**no**") if ours else "") + " | "
-              + " | ".join(_fmt(x["rate"]) for x in row if x) + " |")
+            w(
+                f"| {workload} | "
+                + " | ".join(f"{x['p50_ms']:.3f}" for x in row if x)
+                + f" | {ratio:.2f}x | "
+                + ("<= 1.25x" if ours else "")
+                + " | "
+                + (("yes" if ratio <= 1.25 else "**no**") if ours else "")
+                + " | "
+                + " | ".join(_fmt(x["rate"]) for x in row if x)
+                + " |"
+            )
         loads = results.get("load_seconds", {})
-        w("\nBulk load (one `insert ... select generate_series`, then `vacuum analyze`): "
-          + ", ".join(f"to {int(k):,} in {v:.1f} s" for k, v in loads.items()) + ".\n")
+        w(
+            "\nBulk load (one `insert ... select generate_series`, then `vacuum analyze`): "
+            + ", ".join(f"to {int(k):,} in {v:.1f} s" for k, v in loads.items())
+            + ".\n"
+        )
 
     plans = results.get("plans") or {}
     if plans:
-        w(f"### 2b. Plans at {users:,} users (auto_explain, `log_analyze`, `log_nested_statements`, 6th call on one connection)\n")
+        w(
+            f"### 2b. Plans at {users:,} users (auto_explain, `log_analyze`, `log_nested_statements`, 6th call on one connection)\n"
+        )
         for name, items in plans.items():
             w(f"<details><summary><code>{name}</code>: every statement the call runs</summary>\n")
             w("```")
@@ -172,25 +224,35 @@ def generated(results: dict[str, Any]) -> str:
         w("")
     pss = results.get("pg_stat_statements") or {}
     if pss:
-        w("pg_stat_statements (`track = all`, so statements inside the functions are listed too), 8 connections:\n")
+        w(
+            "pg_stat_statements (`track = all`, so statements inside the functions are listed too), 8 connections:\n"
+        )
         for name, rows in pss.items():
             w(f"`{name}`:\n")
             w("| calls | total ms | mean ms | plan ms | statement |")
             w("|---:|---:|---:|---:|---|")
             for row in rows:
                 q = row["query"].replace("|", "\\|")
-                w(f"| {row['calls']:,} | {row['total_ms']:,.1f} | {row['mean_ms']:.4f} | {row['plan_ms']:.1f} | `{q}` |")
+                w(
+                    f"| {row['calls']:,} | {row['total_ms']:,.1f} | {row['mean_ms']:.4f} | {row['plan_ms']:.1f} | `{q}` |"
+                )
             w("")
 
     nv = _runs(results, "naive")
     if nv:
         w("### 4. Reference: the naive flow (select, then insert if missing) vs ours\n")
-        w(f"Python driver, {nv[0]['connections']} connections, every connection walking the same list of new numbers.\n")
-        w("| flow | calls/s | p50 ms | p99 ms | numbers | profiles | duplicate profiles | unique-violation errors |")
+        w(
+            f"Python driver, {nv[0]['connections']} connections, every connection walking the same list of new numbers.\n"
+        )
+        w(
+            "| flow | calls/s | p50 ms | p99 ms | numbers | profiles | duplicate profiles | unique-violation errors |"
+        )
         w("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in nv:
-            w(f"| {r['variant']} | {_fmt(r['rate'])} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['numbers']:,} | {r['profiles']:,} |"
-              f" {r['duplicates']:,} | {r['errors']:,} |")
+            w(
+                f"| {r['variant']} | {_fmt(r['rate'])} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['numbers']:,} | {r['profiles']:,} |"
+                f" {r['duplicates']:,} | {r['errors']:,} |"
+            )
         w("")
 
     rl = results.get("relay") or {}
@@ -200,29 +262,39 @@ def generated(results: dict[str, Any]) -> str:
         w("| server | workers | req/s | p50 ms | p90 ms | p99 ms | errors | messages stored | wrk CPU |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in runs:
-            w(f"| {r['server']} | {r['workers']} | {_fmt(r['rate'])} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} |"
-              f" {r['errors']} | {r['stored'] if r['server'] == 'relay' else '-'} | {r['driver_cpu_pct']:.0f}% |")
+            w(
+                f"| {r['server']} | {r['workers']} | {_fmt(r['rate'])} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} |"
+                f" {r['errors']} | {r['stored'] if r['server'] == 'relay' else '-'} | {r['driver_cpu_pct']:.0f}% |"
+            )
         w("")
         by = {(r["server"], r["workers"]): r for r in runs}
         for workers in (1, 2):
             if ("relay", workers) in by and ("baseline", workers) in by:
                 ratio = by[("relay", workers)]["rate"] / by[("baseline", workers)]["rate"]
-                w(f"- {workers} worker(s): relay / baseline = **{ratio:.2f}x** (target >= 0.5x: {'met' if ratio >= 0.5 else 'not met'});"
-                  f" relay {by[('relay', workers)]['rate']:,.0f} req/s (target >= 1,500: "
-                  f"{'met' if by[('relay', workers)]['rate'] >= 1500 else 'not met'}).")
+                w(
+                    f"- {workers} worker(s): relay / baseline = **{ratio:.2f}x** (target >= 0.5x: {'met' if ratio >= 0.5 else 'not met'});"
+                    f" relay {by[('relay', workers)]['rate']:,.0f} req/s (target >= 1,500: "
+                    f"{'met' if by[('relay', workers)]['rate'] >= 1500 else 'not met'})."
+                )
         if ("relay", 1) in by and ("relay", 2) in by:
-            w(f"- 1 -> 2 workers: relay x{by[('relay', 2)]['rate'] / by[('relay', 1)]['rate']:.2f}, baseline"
-              f" x{by[('baseline', 2)]['rate'] / by[('baseline', 1)]['rate']:.2f}.")
+            w(
+                f"- 1 -> 2 workers: relay x{by[('relay', 2)]['rate'] / by[('relay', 1)]['rate']:.2f}, baseline"
+                f" x{by[('baseline', 2)]['rate'] / by[('baseline', 1)]['rate']:.2f}."
+            )
         paced = rl.get("paced")
         if paced:
-            w(f"- Paced run ({paced['workers']} worker(s), 64 connections with exponential think time): {paced['rate']:,.0f} req/s ="
-              f" {100 * paced['rate'] / paced['sustained']:.0f}% of the sustained {paced['sustained']:,.0f} req/s; p50"
-              f" {paced['p50_ms']:.1f} ms, p99 **{paced['p99_ms']:.1f} ms** (target < 50 ms:"
-              f" {'met' if paced['p99_ms'] < 50 else 'not met'}), errors {paced['errors']}.")
+            w(
+                f"- Paced run ({paced['workers']} worker(s), 64 connections with exponential think time): {paced['rate']:,.0f} req/s ="
+                f" {100 * paced['rate'] / paced['sustained']:.0f}% of the sustained {paced['sustained']:,.0f} req/s; p50"
+                f" {paced['p50_ms']:.1f} ms, p99 **{paced['p99_ms']:.1f} ms** (target < 50 ms:"
+                f" {'met' if paced['p99_ms'] < 50 else 'not met'}), errors {paced['errors']}."
+            )
         w("")
         prof = rl.get("profile") or {}
         if prof.get("share_pct"):
-            w(f"### 5b. Relay profile (py-spy, 1 worker at full load, {prof['samples']:,} samples of the busy thread)\n")
+            w(
+                f"### 5b. Relay profile (py-spy, 1 worker at full load, {prof['samples']:,} samples of the busy thread)\n"
+            )
             w("| where the worker's CPU went | share |")
             w("|---|---:|")
             for k, v in prof["share_pct"].items():
