@@ -1,0 +1,650 @@
+/**
+ * The Twilio WhatsApp webhook relay as a Supabase Edge Function: the same behaviour as glue's Python relay
+ * (glue/app.py), held to the same contract (tests/contract/cases/*.json).
+ *
+ * A webhook is answered in this order, and nothing touches the database before step 3:
+ * 1. read the body (413 over MAX_BODY_BYTES) and the form (415 if it is not a form, 400 if not UTF-8);
+ * 2. check X-Twilio-Signature against the function's public URL (403), then the AccountSid/To
+ *    allow-lists (403);
+ * 3. read the message (400 without From or MessageSid), one call of public.receive_whatsapp_message
+ *    (400 when the database refuses an argument, 503 with Retry-After when it is unreachable or late);
+ * 4. 200 with TwiML: the welcome reply when this MessageSid created the user, then the hook's reply
+ *    (first delivery only).
+ *
+ * The database is reached with postgres.js over SUPABASE_DB_URL (or DATABASE_URL), one statement per
+ * webhook, never a prepared statement, so Supabase's transaction pooler (port 6543) works too.
+ */
+
+import postgres from "postgres";
+
+export const FORM_TYPE = "application/x-www-form-urlencoded";
+export const SIGNATURE_HEADER = "x-twilio-signature";
+const MAX_MEDIA = 20; // WhatsApp allows one attachment, MMS ten; anything above is not Twilio.
+const BAD_ARGUMENT = "22023";
+const TEXT_TYPE = "text/plain; charset=utf-8";
+const TWIML_TYPE = "text/xml; charset=utf-8";
+
+/** Environment variables, as Deno.env.toObject() gives them. */
+export type Env = Record<string, string | undefined>;
+
+/** Every key and value of a form body, in order, repeated keys included (they are part of the signature). */
+export type Form = Array<[string, string]>;
+
+/** One attachment: Twilio's URL for it and its content type. */
+export interface Media {
+  url: string;
+  content_type: string;
+}
+
+/** An inbound WhatsApp (or SMS) message as Twilio described it. Body and ProfileName are hostile input. */
+export interface InboundMessage {
+  messageSid: string;
+  sender: string;
+  body: string;
+  to: string | null;
+  accountSid: string | null;
+  waId: string | null;
+  profileName: string | null;
+  media: Media[];
+  params: Form;
+}
+
+/** What the database did with one delivery; for a redelivery, what the first delivery did. */
+export interface Receipt {
+  userId: string;
+  messageId: string;
+  userCreated: boolean;
+  duplicate: boolean;
+}
+
+/** The sender as a reply hook sees it. */
+export interface Sender {
+  userId: string;
+  created: boolean;
+  phone: string;
+  profileName: string | null;
+}
+
+/** An application's answer to a first delivery: reply text, or null to stay silent. */
+export type ReplyHook = (sender: Sender, message: InboundMessage) => Promise<string | null> | string | null;
+
+/** The way to the database: one call of receive_whatsapp_message. */
+export interface Gateway {
+  receive(message: InboundMessage): Promise<Receipt>;
+  close(): Promise<void>;
+}
+
+/** The relay's settings, read from environment variables with glue's names. */
+export interface Settings {
+  authTokens: string[];
+  functionUrl: string | null;
+  publicBaseUrl: string | null;
+  supabaseUrl: string | null;
+  accountSids: string[];
+  toNumbers: string[];
+  welcomeReply: string | null;
+  maxBodyBytes: number;
+  retryAfterSeconds: number;
+  dbTimeout: number;
+  hookTimeout: number;
+  dbPoolSize: number;
+  databaseUrl: string | null;
+}
+
+// --- errors: each carries the HTTP status and the short text Twilio gets back -----------------------
+
+export class RelayError extends Error {
+  constructor(readonly status: number, message: string, readonly reason: string) {
+    super(message);
+  }
+}
+
+const badRequest = (message: string) => new RelayError(400, message, "bad_request");
+const forbidden = () => new RelayError(403, "forbidden", "forbidden");
+const tooLarge = () => new RelayError(413, "request body too large", "too_large");
+const unsupported = () => new RelayError(415, `expected ${FORM_TYPE}`, "unsupported_media_type");
+
+/** The database could not be reached or did not answer within DB_TIMEOUT: Twilio should retry. */
+export class DatabaseUnavailable extends RelayError {
+  constructor() {
+    super(503, "database unavailable", "db_unavailable");
+  }
+}
+
+/** The database refused an argument (SQLSTATE 22023); the relay answers 400 with its message. */
+export class InputRejected extends Error {}
+
+// --- settings ----------------------------------------------------------------------------------
+
+function optional(env: Env, name: string): string | null {
+  const value = env[name];
+  return value === undefined || value.trim() === "" ? null : value;
+}
+
+function list(env: Env, name: string): string[] {
+  return (env[name] ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "");
+}
+
+function number(env: Env, name: string, fallback: number, min: number, integer: boolean): number {
+  const raw = optional(env, name);
+  if (raw === null) return fallback;
+  const value = Number(raw.trim());
+  if (!Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
+    throw new Error(`${name} must be ${integer ? "a whole number" : "a number"} >= ${min}, not ${raw}`);
+  }
+  return value;
+}
+
+function baseUrl(env: Env, name: string): string | null {
+  const value = optional(env, name);
+  if (value === null) return null;
+  if (!/^https?:\/\//.test(value)) {
+    throw new Error(`${name} must start with https:// (or http:// for local tests)`);
+  }
+  return value.replace(/\/+$/, "");
+}
+
+/** The settings in `env`; throws when a value is malformed or no Twilio auth token is set. */
+export function readSettings(env: Env): Settings {
+  const authTokens = [optional(env, "TWILIO_AUTH_TOKEN"), optional(env, "TWILIO_AUTH_TOKEN_SECONDARY")]
+    .filter((token): token is string => token !== null);
+  if (authTokens.length === 0) {
+    throw new Error("TWILIO_AUTH_TOKEN is not set: every request would be refused");
+  }
+  return {
+    authTokens,
+    functionUrl: baseUrl(env, "FUNCTION_URL"),
+    publicBaseUrl: baseUrl(env, "PUBLIC_BASE_URL"),
+    supabaseUrl: baseUrl(env, "SUPABASE_URL"),
+    accountSids: list(env, "TWILIO_ACCOUNT_SIDS"),
+    toNumbers: list(env, "TWILIO_TO_NUMBERS"),
+    welcomeReply: optional(env, "WELCOME_REPLY"),
+    maxBodyBytes: number(env, "MAX_BODY_BYTES", 65536, 1024, true),
+    retryAfterSeconds: number(env, "RETRY_AFTER_SECONDS", 5, 0, true),
+    dbTimeout: number(env, "DB_TIMEOUT", 5, Number.MIN_VALUE, false),
+    hookTimeout: number(env, "HOOK_TIMEOUT", 5, Number.MIN_VALUE, false),
+    dbPoolSize: number(env, "DB_POOL_SIZE", 5, 1, true),
+    databaseUrl: optional(env, "DATABASE_URL") ?? optional(env, "SUPABASE_DB_URL"),
+  };
+}
+
+// --- the body and the form -----------------------------------------------------------------------
+
+/** The request body, or 413 as soon as it is known to be over `limit` bytes. */
+export async function readBody(request: Request, limit: number): Promise<Uint8Array> {
+  const declared = request.headers.get("content-length") ?? "";
+  if (/^[0-9]+$/.test(declared) && Number(declared) > limit) throw tooLarge();
+  if (request.body === null) return new Uint8Array();
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const HEX = /^[0-9A-Fa-f]{2}$/;
+
+/** Python's urllib.parse.unquote with errors="strict": each ASCII run is percent-decoded as UTF-8. */
+function unquote(text: string): string {
+  if (!text.includes("%")) return text;
+  let result = "";
+  // deno-lint-ignore no-control-regex
+  for (const run of text.match(/[\x00-\x7f]+|[^\x00-\x7f]+/g) ?? []) {
+    if (run.charCodeAt(0) > 0x7f) {
+      result += run;
+      continue;
+    }
+    const bytes: number[] = [];
+    const parts = run.split("%");
+    for (const char of parts[0]) bytes.push(char.charCodeAt(0));
+    for (const part of parts.slice(1)) {
+      const escaped = HEX.test(part.slice(0, 2));
+      if (escaped) bytes.push(parseInt(part.slice(0, 2), 16));
+      for (const char of escaped ? part.slice(2) : "%" + part) bytes.push(char.charCodeAt(0));
+    }
+    result += strictUtf8.decode(new Uint8Array(bytes));
+  }
+  return result;
+}
+
+/** Every pair of a form body, as Python's parse_qsl(keep_blank_values=True) reads it; 415 or 400 otherwise. */
+export function parseForm(body: Uint8Array, contentType: string | null): Form {
+  const mediaType = (contentType || FORM_TYPE).split(";", 1)[0].trim().toLowerCase();
+  if (mediaType !== FORM_TYPE) throw unsupported();
+  try {
+    const pairs: Form = [];
+    for (const field of strictUtf8.decode(body).split("&")) {
+      if (field === "") continue;
+      const at = field.indexOf("=");
+      const [name, value] = at < 0 ? [field, ""] : [field.slice(0, at), field.slice(at + 1)];
+      pairs.push([unquote(name.replaceAll("+", " ")), unquote(value.replaceAll("+", " "))]);
+    }
+    return pairs;
+  } catch (error) {
+    if (error instanceof TypeError) throw badRequest("the form is not valid UTF-8 form encoding");
+    throw error;
+  }
+}
+
+const values = (form: Form, name: string) => form.filter(([key]) => key === name).map(([, value]) => value);
+const last = (form: Form, name: string) => values(form, name).at(-1) ?? null;
+
+// --- the signature ---------------------------------------------------------------------------------
+
+/** The URL Twilio called: FUNCTION_URL, else PUBLIC_BASE_URL + path, else SUPABASE_URL's functions URL. */
+export function publicUrl(requestUrl: string, settings: Settings): string {
+  const url = new URL(requestUrl);
+  if (settings.functionUrl) return settings.functionUrl + url.search;
+  if (settings.publicBaseUrl) return settings.publicBaseUrl + url.pathname + url.search;
+  if (settings.supabaseUrl) return `${settings.supabaseUrl}/functions/v1${url.pathname}${url.search}`;
+  return requestUrl;
+}
+
+/** `url` with and without its port, as twilio's RequestValidator tries it (Twilio is inconsistent). */
+function portVariants(url: string): string[] {
+  const match = /^([^:/?#]+):\/\/([^/?#]*)(.*)$/s.exec(url);
+  if (match === null) return [url];
+  const [, scheme, netloc, rest] = match;
+  const port = /:([0-9]+)$/.exec(netloc)?.[1];
+  if (port !== undefined && Number(port) !== 0) {
+    return [`${scheme}://${netloc.split(":")[0]}${rest}`, url];
+  }
+  return [url, `${scheme}://${netloc}:${scheme === "https" ? 443 : 80}${rest}`];
+}
+
+/** Sorts strings by code point, as Python does (JavaScript's default compares UTF-16 units). */
+function byCodePoint(a: string, b: string): number {
+  const [x, y] = [Array.from(a), Array.from(b)];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = x[i].codePointAt(0)! - y[i].codePointAt(0)!;
+    if (d !== 0) return d;
+  }
+  return x.length - y.length;
+}
+
+/** Twilio's string to sign: the URL, then each parameter name (sorted) followed by its sorted values. */
+export function signedText(url: string, form: Form): string {
+  let text = url;
+  for (const name of [...new Set(form.map(([key]) => key))].sort(byCodePoint)) {
+    for (const value of [...new Set(values(form, name))].sort(byCodePoint)) text += name + value;
+  }
+  return text;
+}
+
+const encoder = new TextEncoder();
+
+/** HMAC-SHA1 of Twilio's string to sign with `token`, base64-encoded: the X-Twilio-Signature value. */
+export async function computeSignature(token: string, url: string, form: Form): Promise<string> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(token),
+    { name: "HMAC", hash: "SHA-1" },
+    false,
+    ["sign"],
+  );
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(signedText(url, form))));
+  return btoa(String.fromCharCode(...mac));
+}
+
+/** Compares in time that depends only on the length of `expected`, never on where the strings differ. */
+export function constantTimeEqual(expected: string, given: string): boolean {
+  const a = encoder.encode(expected);
+  const b = encoder.encode(given);
+  const other = a.length === b.length ? b : a; // a length mismatch still walks all of `expected`
+  let difference = a.length === b.length ? 0 : 1;
+  for (let i = 0; i < a.length; i++) difference |= a[i] ^ other[i];
+  return difference === 0;
+}
+
+/** Throws 403 unless one of the tokens (primary, secondary) signed this URL and these parameters. */
+export async function checkSignature(
+  tokens: string[],
+  url: string,
+  form: Form,
+  signature: string | null,
+): Promise<void> {
+  if (!signature) throw forbidden();
+  let valid = false;
+  for (const token of tokens) {
+    for (const candidate of portVariants(url)) {
+      valid = constantTimeEqual(await computeSignature(token, candidate, form), signature) || valid;
+    }
+  }
+  if (!valid) throw forbidden();
+}
+
+/** Throws 403 when an allow-list is configured and the AccountSid or To is not on it. */
+export function checkAllowed(form: Form, accountSids: string[], toNumbers: string[]): void {
+  if (accountSids.length > 0 && !accountSids.includes(last(form, "AccountSid") as string)) throw forbidden();
+  if (toNumbers.length > 0) {
+    const to = last(form, "To") ?? "";
+    const bare = to.startsWith("whatsapp:") ? to.slice("whatsapp:".length) : to;
+    if (!toNumbers.includes(to) && !toNumbers.includes(bare)) throw forbidden();
+  }
+}
+
+// --- the message -----------------------------------------------------------------------------------
+
+// What Python's str.strip() removes: str.isspace() characters (JavaScript's trim() differs on a few).
+const PY_SPACE = "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006" +
+  "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000";
+
+function pyStrip(text: string): string {
+  let [start, end] = [0, text.length];
+  while (start < end && PY_SPACE.includes(text[start])) start++;
+  while (end > start && PY_SPACE.includes(text[end - 1])) end--;
+  return text.slice(start, end);
+}
+
+function single(form: Form, name: string, required: boolean): string | null {
+  const found = values(form, name);
+  if (found.length > 1) throw badRequest(`${name} given more than once`);
+  const value = found.length > 0 ? pyStrip(found[0]) : "";
+  if (required && !value) throw badRequest(`${name} is required`);
+  return value || null;
+}
+
+/** The message in a signed form, or 400 when it lacks what a message needs. */
+export function readMessage(form: Form): InboundMessage {
+  const messageSid = single(form, "MessageSid", true)!;
+  const sender = single(form, "From", true)!;
+  const bodies = values(form, "Body");
+  if (bodies.length > 1) throw badRequest("Body given more than once");
+  const rawCount = single(form, "NumMedia", false) ?? "0";
+  if (!/^[0-9]+$/.test(rawCount) || Number(rawCount) > MAX_MEDIA) {
+    throw badRequest("NumMedia is not a small whole number");
+  }
+  const media: Media[] = [];
+  for (let index = 0; index < Number(rawCount); index++) {
+    const url = single(form, `MediaUrl${index}`, true)!;
+    const contentType = single(form, `MediaContentType${index}`, false);
+    media.push({ url, content_type: contentType ?? "application/octet-stream" });
+  }
+  return {
+    messageSid,
+    sender,
+    body: bodies[0] ?? "",
+    to: single(form, "To", false),
+    accountSid: single(form, "AccountSid", false),
+    waId: single(form, "WaId", false),
+    profileName: single(form, "ProfileName", false),
+    media,
+    params: form,
+  };
+}
+
+// --- TwiML ---------------------------------------------------------------------------------------------
+
+// Characters XML 1.0 cannot carry at all (a reply holding one would be invalid TwiML, Twilio error 12100).
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/g;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** Text for an XML element: &, < and > escaped as twilio's MessagingResponse does; characters XML cannot carry dropped. */
+export function escapeXml(text: string): string {
+  return text.replace(CONTROL, "").replace(LONE_SURROGATE, "").replaceAll("&", "&amp;").replaceAll(
+    "<",
+    "&lt;",
+  ).replaceAll(">", "&gt;");
+}
+
+/** TwiML with one <Message> per reply; `<Response />` when there is nothing to say. */
+export function twiml(replies: string[]): string {
+  const declaration = '<?xml version="1.0" encoding="UTF-8"?>';
+  if (replies.length === 0) return `${declaration}<Response />`;
+  return `${declaration}<Response>${
+    replies.map((r) => `<Message>${escapeXml(r)}</Message>`).join("")
+  }</Response>`;
+}
+
+// --- the database ----------------------------------------------------------------------------------
+
+/** The RPC's arguments by name, as glue passes them. */
+export function rpcArguments(message: InboundMessage) {
+  return {
+    message_sid: message.messageSid,
+    phone: message.sender,
+    body: message.body,
+    profile_name: message.profileName,
+    media: message.media,
+  };
+}
+
+function isPostgresError(error: unknown): error is { code: string; message: string } {
+  return error instanceof postgres.PostgresError;
+}
+
+/** receive_whatsapp_message over postgres.js: one statement per call, no prepared statements. */
+export function postgresGateway(url: string, options: { poolSize?: number; timeout?: number } = {}): Gateway {
+  const timeout = options.timeout ?? 5;
+  const sql = postgres(url, {
+    prepare: false, // Supabase's transaction pooler (port 6543) cannot keep prepared statements
+    max: options.poolSize ?? 5,
+    connect_timeout: Math.max(1, Math.ceil(timeout)),
+    idle_timeout: 60,
+    onnotice: () => {},
+    connection: { application_name: "whatsapp-webhook" },
+  });
+
+  function call(message: InboundMessage) {
+    const args = rpcArguments(message);
+    return sql<{ user_id: string; message_id: string; user_created: boolean; duplicate: boolean }[]>`
+      select user_id, message_id, user_created, duplicate from public.receive_whatsapp_message(
+        message_sid => ${args.message_sid}, phone => ${args.phone}, body => ${args.body},
+        profile_name => ${args.profile_name}, media => ${JSON.stringify(args.media)}::jsonb)`;
+  }
+
+  async function withTimeout<T>(work: (track: (q: { cancel(): void }) => void) => Promise<T>): Promise<T> {
+    const running: { query: { cancel(): void } | null } = { query: null };
+    let timer: number | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DatabaseUnavailable()), timeout * 1000);
+    });
+    try {
+      return await Promise.race([work((query) => (running.query = query)), late]);
+    } catch (error) {
+      if (error instanceof DatabaseUnavailable) running.query?.cancel(); // late: free the connection
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    async receive(message) {
+      let rows;
+      try {
+        rows = await withTimeout(async (track) => {
+          try {
+            const query = call(message);
+            track(query);
+            return await query;
+          } catch (error) {
+            if (isPostgresError(error)) throw error;
+            // A pooled connection may have died with a restarted server; the RPC is idempotent by
+            // MessageSid, so one more try on a fresh connection is safe.
+            const query = call(message);
+            track(query);
+            return await query;
+          }
+        });
+      } catch (error) {
+        if (error instanceof DatabaseUnavailable) throw error;
+        if (isPostgresError(error)) {
+          if (error.code === BAD_ARGUMENT) throw new InputRejected(error.message || "bad argument");
+          if (/^(08|53|57)/.test(error.code)) throw new DatabaseUnavailable();
+          throw error;
+        }
+        throw new DatabaseUnavailable(); // connection refused, reset, timed out ...
+      }
+      const row = rows[0];
+      return {
+        userId: row.user_id,
+        messageId: row.message_id,
+        userCreated: row.user_created,
+        duplicate: row.duplicate,
+      };
+    },
+    async close() {
+      await sql.end({ timeout: 5 });
+    },
+  };
+}
+
+// --- the relay -----------------------------------------------------------------------------------------
+
+function text(message: string, status: number, headers: Record<string, string> = {}): Response {
+  return new Response(message, { status, headers: { "content-type": TEXT_TYPE, ...headers } });
+}
+
+async function runHook(hook: ReplyHook, sender: Sender, message: InboundMessage, seconds: number) {
+  let timer: number | undefined;
+  const late = new Promise<"timeout">((
+    resolve,
+  ) => (timer = setTimeout(() => resolve("timeout"), seconds * 1000)));
+  try {
+    return await Promise.race([Promise.resolve().then(() => hook(sender, message)), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface Relay {
+  /** Answers one request: what Deno.serve calls. */
+  fetch(request: Request): Promise<Response>;
+  /** Closes the database connections. */
+  close(): Promise<void>;
+}
+
+export interface RelayOptions {
+  /** Overrides the gateway built from DATABASE_URL / SUPABASE_DB_URL (tests and embedding code). */
+  gateway?: Gateway;
+  /** Answers first deliveries (the Python relay's REPLY_HOOK). */
+  hook?: ReplyHook;
+  /** Receives the one structured line per request; console.log by default. */
+  log?: (line: Record<string, unknown>) => void;
+}
+
+/** The relay, built from environment variables (glue's names) and, optionally, its parts. */
+export function createRelay(env: Env, options: RelayOptions = {}): Relay {
+  const settings = readSettings(env);
+  let gateway = options.gateway;
+  if (gateway === undefined) {
+    if (settings.databaseUrl === null) {
+      throw new Error("set SUPABASE_DB_URL (the Edge Runtime provides it) or DATABASE_URL");
+    }
+    gateway = postgresGateway(settings.databaseUrl, {
+      poolSize: settings.dbPoolSize,
+      timeout: settings.dbTimeout,
+    });
+  }
+  const db = gateway;
+  const hook = options.hook;
+  const log = options.log ?? ((line) => console.log(JSON.stringify(line)));
+
+  async function webhook(request: Request, fields: Record<string, unknown>): Promise<Response> {
+    const body = await readBody(request, settings.maxBodyBytes);
+    const form = parseForm(body, request.headers.get("content-type"));
+    const url = publicUrl(request.url, settings);
+    try {
+      await checkSignature(settings.authTokens, url, form, request.headers.get(SIGNATURE_HEADER));
+    } catch (error) {
+      fields.reason = "bad_signature";
+      throw error;
+    }
+    try {
+      checkAllowed(form, settings.accountSids, settings.toNumbers);
+    } catch (error) {
+      fields.reason = "not_allowed";
+      throw error;
+    }
+    const message = readMessage(form);
+    fields.message_sid = message.messageSid;
+    let receipt: Receipt;
+    try {
+      receipt = await db.receive(message);
+    } catch (error) {
+      if (error instanceof InputRejected) {
+        fields.reason = "rejected_by_database";
+        throw badRequest(Array.from(error.message).slice(0, 200).join(""));
+      }
+      throw error;
+    }
+    Object.assign(fields, {
+      user_id: receipt.userId,
+      user_created: receipt.userCreated,
+      duplicate: receipt.duplicate,
+    });
+    const replies: string[] = [];
+    if (receipt.userCreated && settings.welcomeReply) replies.push(settings.welcomeReply);
+    if (hook !== undefined && !receipt.duplicate) {
+      const sender = {
+        userId: receipt.userId,
+        created: receipt.userCreated,
+        phone: message.sender,
+        profileName: message.profileName,
+      };
+      try {
+        const reply = await runHook(hook, sender, message, settings.hookTimeout);
+        if (reply === "timeout") {
+          fields.hook = "timeout";
+        } else {
+          fields.hook = reply ? "replied" : "silent";
+          if (reply) replies.push(reply);
+        }
+      } catch (error) {
+        fields.hook = "failed";
+        fields.hook_error = error instanceof Error ? error.name : typeof error;
+      }
+    }
+    return new Response(twiml(replies), { status: 200, headers: { "content-type": TWIML_TYPE } });
+  }
+
+  return {
+    async fetch(request) {
+      const started = performance.now();
+      const fields: Record<string, unknown> = { method: request.method, path: new URL(request.url).pathname };
+      let response: Response;
+      if (request.method !== "POST") {
+        response = text("Method Not Allowed", 405, { allow: "POST" });
+      } else {
+        try {
+          response = await webhook(request, fields);
+        } catch (error) {
+          if (error instanceof RelayError) {
+            fields.reason ??= error.reason;
+            const headers: Record<string, string> = error instanceof DatabaseUnavailable
+              ? { "retry-after": String(settings.retryAfterSeconds) }
+              : {};
+            response = text(error.message, error.status, headers);
+          } else {
+            fields.reason = "internal_error";
+            fields.error = error instanceof Error ? error.name : typeof error;
+            response = text("Internal Server Error", 500);
+          }
+        }
+      }
+      fields.status = response.status;
+      fields.ms = Math.round((performance.now() - started) * 10) / 10;
+      log(fields);
+      return response;
+    },
+    close: () => db.close(),
+  };
+}
