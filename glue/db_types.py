@@ -60,6 +60,7 @@ class PublicUsers(BaseModel):
     id: uuid.UUID = Field(alias="id")
     phone_number: Optional[str] = Field(alias="phone_number")
     updated_at: datetime.datetime = Field(alias="updated_at")
+    whatsapp_user_id: Optional[str] = Field(alias="whatsapp_user_id")
 
 class PublicUsersInsert(TypedDict):
     auth_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="auth_id")]]
@@ -69,6 +70,7 @@ class PublicUsersInsert(TypedDict):
     id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
     phone_number: NotRequired[Annotated[Optional[str], Field(alias="phone_number")]]
     updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+    whatsapp_user_id: NotRequired[Annotated[Optional[str], Field(alias="whatsapp_user_id")]]
 
 class PublicUsersUpdate(TypedDict):
     auth_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="auth_id")]]
@@ -78,6 +80,7 @@ class PublicUsersUpdate(TypedDict):
     id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
     phone_number: NotRequired[Annotated[Optional[str], Field(alias="phone_number")]]
     updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+    whatsapp_user_id: NotRequired[Annotated[Optional[str], Field(alias="whatsapp_user_id")]]
 
 class PublicWhatsappMessages(BaseModel):
     body: str = Field(alias="body")

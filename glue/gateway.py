@@ -26,7 +26,7 @@ from glue.settings import Settings
 from glue.twilio_request import InboundMessage
 
 RPC = "receive_whatsapp_message"
-RPC_SIGNATURE = "public.receive_whatsapp_message(text, text, text, text, jsonb)"
+RPC_SIGNATURE = "public.receive_whatsapp_message(text, text, text, text, jsonb, text)"
 BAD_ARGUMENT = "22023"
 
 
@@ -53,10 +53,11 @@ def rpc_arguments(message: InboundMessage) -> dict[str, Any]:
     """The RPC's arguments by name, as PostgREST and the SQL call both take them."""
     return {
         "message_sid": message.message_sid,
-        "phone": message.sender,
+        "phone": message.phone,
         "body": message.body,
         "profile_name": message.profile_name,
         "media": [m.as_json() for m in message.media],
+        "whatsapp_user_id": message.whatsapp_user_id,
     }
 
 
@@ -79,7 +80,8 @@ class PsycopgGateway:
     SQL = (
         "select user_id, message_id, user_created, duplicate from public.receive_whatsapp_message("
         "message_sid => %(message_sid)s, phone => %(phone)s, body => %(body)s,"
-        " profile_name => %(profile_name)s, media => %(media)s::jsonb)"
+        " profile_name => %(profile_name)s, media => %(media)s::jsonb,"
+        " whatsapp_user_id => %(whatsapp_user_id)s)"
     )
     READY_SQL = (
         "select p is not null as present, p is not null and has_function_privilege(p, 'execute') as callable"

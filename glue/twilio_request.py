@@ -6,6 +6,7 @@ our part is finding the URL Twilio called and keeping every form value for the s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
@@ -19,6 +20,8 @@ from glue.errors import BadRequest, Forbidden, UnsupportedMediaType
 SIGNATURE_HEADER = "x-twilio-signature"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_MEDIA = 20  # WhatsApp allows one attachment, MMS ten; anything above is not Twilio.
+# A business-scoped user id ("US.1349..."): Twilio puts it in From when WhatsApp withheld the phone.
+BSUID_PREFIX = re.compile(r"^[A-Z]{2}\.")
 
 Form = ImmutableMultiDict[str, str]
 
@@ -47,6 +50,24 @@ class InboundMessage:
     profile_name: str | None = None
     media: tuple[Media, ...] = ()
     params: Mapping[str, str] = field(default_factory=dict)
+    external_user_id: str | None = None
+
+    @property
+    def sender_is_bsuid(self) -> bool:
+        """True when From carries a WhatsApp username's BSUID instead of a phone number."""
+        return bool(BSUID_PREFIX.match(self.sender.removeprefix("whatsapp:")))
+
+    @property
+    def phone(self) -> str | None:
+        """The sender's number as Twilio wrote it (the database normalises it), or None for a BSUID sender."""
+        return None if self.sender_is_bsuid else self.sender
+
+    @property
+    def whatsapp_user_id(self) -> str | None:
+        """The sender's BSUID: ExternalUserId, else a BSUID in From."""
+        if self.external_user_id:
+            return self.external_user_id
+        return self.sender.removeprefix("whatsapp:") if self.sender_is_bsuid else None
 
 
 def parse_form(body: bytes, content_type: str | None) -> Form:
@@ -135,6 +156,7 @@ def read_message(form: Form) -> InboundMessage:
         profile_name=_single(form, "ProfileName", required=False),
         media=tuple(media),
         params={key: value for key, value in form.multi_items()},
+        external_user_id=_single(form, "ExternalUserId", required=False),
     )
 
 

@@ -197,7 +197,7 @@ def test_doctor_fails_when_migrations_are_not_applied(
     clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL  rpc: public.receive_whatsapp_message(text, text, text, text, jsonb) is missing" in out
+    assert "FAIL  rpc: public.receive_whatsapp_message(text, text, text, text, jsonb, text) is missing" in out
 
 
 def test_doctor_reports_an_unreachable_database_without_its_password(

@@ -31,12 +31,12 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "authenticated": frozenset({"SELECT"}),
         "service_role": EVERYTHING,
     },
-    ("function", "public.get_or_create_whatsapp_user(text,text)"): {
+    ("function", "public.get_or_create_whatsapp_user(text,text,text)"): {
         "anon": NOTHING,
         "authenticated": NOTHING,
         "service_role": EXECUTE,
     },
-    ("function", "public.receive_whatsapp_message(text,text,text,text,jsonb)"): {
+    ("function", "public.receive_whatsapp_message(text,text,text,text,jsonb,text)"): {
         "anon": NOTHING,
         "authenticated": NOTHING,
         "service_role": EXECUTE,

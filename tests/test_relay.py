@@ -570,7 +570,7 @@ def test_readyz_is_503_when_the_migrations_are_missing(bare_db: Database, client
         ready = client.get(relay.base + "/readyz")
         health = client.get(relay.base + "/healthz")
     assert ready.status_code == 503
-    assert "public.receive_whatsapp_message(text, text, text, text, jsonb) is missing" in ready.text
+    assert "public.receive_whatsapp_message(text, text, text, text, jsonb, text) is missing" in ready.text
     assert health.status_code == 200
 
 

@@ -152,7 +152,8 @@ BAD_MESSAGES = [
     ((None, "+14155550128", "x", None, "[]"), "message_sid null is not a Twilio MessageSid"),
     (("", "+14155550128", "x", None, "[]"), "message_sid '' is not a Twilio MessageSid"),
     (("SM1; drop", "+14155550128", "x", None, "[]"), "message_sid 'SM1; drop' is not a Twilio MessageSid"),
-    (("SM4", None, "x", None, "[]"), "phone is required"),
+    (("SM4", None, "x", None, "[]"), "phone or whatsapp_user_id is required"),
+    (("SM4", "  ", "x", None, "[]"), "phone or whatsapp_user_id is required"),
     (("SM4", "0415550128", "x", None, "[]"), "phone '0415550128' is not a valid international phone number"),
     (("SM4", "+14155550128", "x", None, '{"url": 1}'), "media must be a JSON array"),
 ]

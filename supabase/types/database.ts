@@ -21,14 +21,14 @@ export type Database = {
                   ]
                 },"users": {
                   Row: {
-                    "auth_id": string | null,"created_at": string,"email": string | null,"full_name": string | null,"id": string,"phone_number": string | null,"updated_at": string
+                    "auth_id": string | null,"created_at": string,"email": string | null,"full_name": string | null,"id": string,"phone_number": string | null,"updated_at": string,"whatsapp_user_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "auth_id"?: string | null,"created_at"?: string,"email"?: string | null,"full_name"?: string | null,"id"?: string,"phone_number"?: string | null,"updated_at"?: string
+                    "auth_id"?: string | null,"created_at"?: string,"email"?: string | null,"full_name"?: string | null,"id"?: string,"phone_number"?: string | null,"updated_at"?: string,"whatsapp_user_id"?: string | null
                   }
                   Update: {
-                    "auth_id"?: string | null,"created_at"?: string,"email"?: string | null,"full_name"?: string | null,"id"?: string,"phone_number"?: string | null,"updated_at"?: string
+                    "auth_id"?: string | null,"created_at"?: string,"email"?: string | null,"full_name"?: string | null,"id"?: string,"phone_number"?: string | null,"updated_at"?: string,"whatsapp_user_id"?: string | null
                   }
                   Relationships: [
                     
@@ -65,8 +65,8 @@ isOneToOne: false
             }[]
                            },
 "get_or_create_whatsapp_user":
-{ Args: { "phone": string,"profile_name"?: string }; Returns: {
-              "auth_id": string,"created": boolean,"created_at": string,"email": string,"full_name": string,"id": string,"phone_number": string,"updated_at": string
+{ Args: { "phone"?: string,"profile_name"?: string,"whatsapp_user_id"?: string }; Returns: {
+              "auth_id": string,"created": boolean,"created_at": string,"email": string,"full_name": string,"id": string,"phone_number": string,"updated_at": string,"whatsapp_user_id": string
             }[]
                            },
 "link_whatsapp_account":
@@ -77,7 +77,8 @@ isOneToOne: false
 "full_name": string | null,
 "id": string,
 "phone_number": string | null,
-"updated_at": string
+"updated_at": string,
+"whatsapp_user_id": string | null
             }
                           SetofOptions: {
         from: "*"
@@ -86,7 +87,7 @@ isOneToOne: false
         isSetofReturn: false
       } },
 "receive_whatsapp_message":
-{ Args: { "body": string,"media"?: Json,"message_sid": string,"phone": string,"profile_name"?: string }; Returns: {
+{ Args: { "body": string,"media"?: Json,"message_sid": string,"phone": string,"profile_name"?: string,"whatsapp_user_id"?: string }; Returns: {
               "duplicate": boolean,"message_id": string,"user_created": boolean,"user_id": string
             }[]
                            }
