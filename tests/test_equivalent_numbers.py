@@ -1,0 +1,174 @@
+"""One person, one profile across the country-specific forms of one mobile number."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from glue.devdb.platform import apply_migrations
+from glue.testing import Database, Postgrest, SupabaseAuth
+
+Conn = psycopg.Connection[dict[str, Any]]
+EQUIVALENCE_MIGRATION = "20261126004000"
+
+# (country, the form WhatsApp writes from, the form the person verifies in the app)
+PAIRS = [
+    ("Brazil: WhatsApp id without the ninth digit", "+551187654321", "+5511987654321"),
+    ("Mexico: WhatsApp id with +521", "+5215512345678", "+525512345678"),
+    ("Argentina: WhatsApp id with +549", "+5491123456789", "+541123456789"),
+]
+
+
+def receive(sql: Conn, sid: str, phone: str) -> dict[str, Any]:
+    row = sql.execute(
+        "select * from public.receive_whatsapp_message(%s, %s, 'hi')", (sid, f"whatsapp:{phone}")
+    ).fetchone()
+    assert row is not None
+    return row
+
+
+def profiles(sql: Conn) -> list[dict[str, Any]]:
+    return sql.execute(
+        "select u.id, u.auth_id, u.phone_number,"
+        " (select count(*) from public.whatsapp_messages m where m.user_id = u.id) as messages"
+        " from public.users u order by u.created_at"
+    ).fetchall()
+
+
+@pytest.mark.parametrize(("case", "whatsapp_form", "verified_form"), PAIRS, ids=[c for c, _, _ in PAIRS])
+def test_the_whatsapp_sender_and_the_app_user_who_verified_the_other_form_are_one_profile(
+    sql: Conn,
+    supabase_auth: SupabaseAuth,
+    postgrest: Postgrest,
+    case: str,
+    whatsapp_form: str,
+    verified_form: str,
+) -> None:
+    """Messages from one form, verification of the other: one profile, in WhatsApp's form, every message kept."""
+    first = receive(sql, "SMe1", whatsapp_form)
+    receive(sql, "SMe2", whatsapp_form)
+    user_id = supabase_auth.sign_up("eq@example.com")
+    supabase_auth.confirm_phone(user_id, verified_form.lstrip("+"))
+    with postgrest.as_user(user_id) as cur:
+        linked = cur.execute("select id, phone_number from public.link_whatsapp_account()").fetchone()
+    assert linked == {"id": first["user_id"], "phone_number": whatsapp_form}
+    assert profiles(sql) == [
+        {"id": first["user_id"], "auth_id": user_id, "phone_number": whatsapp_form, "messages": 2}
+    ]
+
+
+@pytest.mark.parametrize(("case", "whatsapp_form", "verified_form"), PAIRS, ids=[c for c, _, _ in PAIRS])
+def test_a_number_verified_first_takes_whatsapps_form_when_whatsapp_writes(
+    sql: Conn, supabase_auth: SupabaseAuth, case: str, whatsapp_form: str, verified_form: str
+) -> None:
+    """The app user verified first; their first WhatsApp message lands on their profile and its form wins."""
+    user_id = supabase_auth.sign_up("first@example.com")
+    supabase_auth.confirm_phone(user_id, verified_form.lstrip("+"))
+    assert [p["phone_number"] for p in profiles(sql)] == [verified_form]
+    row = receive(sql, "SMe3", whatsapp_form)
+    assert row["user_created"] is False
+    assert profiles(sql) == [
+        {"id": row["user_id"], "auth_id": user_id, "phone_number": whatsapp_form, "messages": 1}
+    ]
+
+
+def test_both_forms_from_get_or_create_find_one_profile(sql: Conn) -> None:
+    """get_or_create_whatsapp_user treats the two forms as one number."""
+    a = sql.execute("select id, created from public.get_or_create_whatsapp_user('+551187654321')").fetchone()
+    b = sql.execute("select id, created from public.get_or_create_whatsapp_user('5511987654321')").fetchone()
+    assert a is not None and b is not None
+    assert (a["created"], b["created"], a["id"] == b["id"]) == (True, False, True)
+
+
+def test_an_auth_user_created_with_the_other_form_attaches_to_the_whatsapp_profile(
+    sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
+    """The profile trigger's attach matches equivalent forms too, keeping WhatsApp's."""
+    row = receive(sql, "SMe4", "+5215512345678")
+    user_id = supabase_auth.admin_create_user("525512345678", email="mx@example.com")
+    assert profiles(sql) == [
+        {"id": row["user_id"], "auth_id": user_id, "phone_number": "+5215512345678", "messages": 1}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("+551132654321", "+5511932654321"),  # Brazilian landline vs a mobile
+        ("+14155550123", "+14155550124"),
+        ("+525512345678", "+5215512345679"),
+    ],
+)
+def test_numbers_that_are_not_equivalent_stay_apart(sql: Conn, one: str, other: str) -> None:
+    """A landline and a mobile, or two different numbers, never share a profile."""
+    a = receive(sql, "SMn1", one)
+    b = receive(sql, "SMn2", other)
+    assert a["user_id"] != b["user_id"]
+    assert len(profiles(sql)) == 2
+
+
+def test_two_profiles_with_equivalent_forms_cannot_be_inserted(sql: Conn) -> None:
+    """Uniqueness is on the key: the second form of a number is a unique violation, whoever writes it."""
+    sql.execute("insert into public.users (phone_number) values ('+551187654321')")
+    with pytest.raises(psycopg.errors.UniqueViolation, match="users_phone_match_key"):
+        sql.execute("insert into public.users (phone_number) values ('+5511987654321')")
+
+
+@pytest.fixture
+def before_equivalence(bare_db: Database) -> Database:
+    """A database as the release before number equivalence left it."""
+    apply_migrations(bare_db.url("postgres"), seed=False, before=EQUIVALENCE_MIGRATION)
+    return bare_db
+
+
+def test_the_migration_merges_profiles_that_now_collide(before_equivalence: Database) -> None:
+    """Colliding pairs seeded before the migration become one profile each, messages kept, audited."""
+    db = before_equivalence
+    auth = SupabaseAuth(db)
+    try:
+        with db.connect("postgres") as sql:
+            # Brazil: two WhatsApp-side profiles, the old form wrote last.
+            receive(sql, "SMm1", "+5511987654321")
+            receive(sql, "SMm2", "+551187654321")
+            receive(sql, "SMm3", "+551187654321")
+            # Mexico: an app user verified +52 (phone attached), WhatsApp wrote from +521.
+            mexican = auth.sign_up("mx@example.com")
+            auth.confirm_phone(mexican, "525512345678")
+            receive(sql, "SMm4", "+5215512345678")
+            # Argentina: two accounts verified both forms; both keep their accounts.
+            ar1 = auth.sign_up("ar1@example.com")
+            auth.confirm_phone(ar1, "5491123456789")
+            receive(sql, "SMm5", "+5491123456789")
+            ar2 = auth.sign_up("ar2@example.com")
+            auth.confirm_phone(ar2, "541123456789")
+            # Unrelated numbers stay as they are.
+            receive(sql, "SMm6", "+14155550123")
+            before = profiles(sql)
+            assert len(before) == 7
+
+            apply_migrations(db.url("postgres"), seed=False)
+
+            after = {p["phone_number"]: p for p in profiles(sql)}
+            assert sql.execute("select count(*) as n from public.whatsapp_messages").fetchone() == {"n": 6}
+            assert after["+551187654321"]["messages"] == 3
+            assert "+5511987654321" not in after
+            assert (after["+5215512345678"]["auth_id"], after["+5215512345678"]["messages"]) == (mexican, 1)
+            assert after["+5491123456789"]["auth_id"] == ar1
+            assert after[None]["auth_id"] == ar2
+            assert after["+14155550123"]["messages"] == 1
+            audit = sql.execute(
+                "select outcome, reason from public.user_merges where triggered_by = 'migration' order by reason"
+            ).fetchall()
+            assert audit == [
+                {"outcome": "merged", "reason": "equivalent number: +5215512345678 and +525512345678"},
+                {
+                    "outcome": "refused",
+                    "reason": "equivalent number: +5491123456789 and +541123456789 belong to two accounts;"
+                    " +541123456789 was removed from the second profile",
+                },
+                {"outcome": "merged", "reason": "equivalent number: +551187654321 and +5511987654321"},
+            ]
+    finally:
+        auth.close()
