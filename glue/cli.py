@@ -49,6 +49,28 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+SEED_OVERVIEW = """
+select coalesce(u.phone_number, u.whatsapp_user_id, '-') as who,
+       coalesce(u.email, '-') as email,
+       coalesce(u.full_name, '-') as name,
+       (select count(*) from public.whatsapp_messages as m where m.user_id = u.id) as messages,
+       (select count(*) from public.user_merges as g where g.survivor_id = u.id and g.outcome = 'merged') as merges
+from public.users as u
+order by u.created_at, u.id
+"""
+
+
+def seed_overview(database_url: str) -> list[str]:
+    """One line per profile in the database: how `glue dev` shows the demo data of seed.sql."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(SEED_OVERVIEW).fetchall()
+    lines = [f"  {'phone / BSUID':<24} {'email':<20} {'name':<16} messages  merges"]
+    lines += [f"  {who:<24} {email:<20} {name:<16} {n:>8}  {m:>6}" for who, email, name, n, m in rows]
+    return lines
+
+
 def dev(args: argparse.Namespace) -> int:
     """The local platform with migrations and seed, and the relay on it with a generated token."""
     from glue.app import create_app
@@ -84,6 +106,9 @@ def dev(args: argparse.Namespace) -> int:
         print(f"  DATABASE_URL={database_url}")
         print(f"  relay:        {url}   (health: http://127.0.0.1:{port}/readyz)")
         print(f"  TWILIO_AUTH_TOKEN={token}   (generated for this run)")
+        print()
+        print("Profiles (demo data from supabase/seed.sql):")
+        print("\n".join(seed_overview(database_url)))
         print()
         print("Send it a WhatsApp-style message from another terminal:")
         print(f'  TWILIO_AUTH_TOKEN={token} glue simulate --url {url} --from +14155550123 --body "hi"')

@@ -257,7 +257,7 @@ def test_serve_runs_the_relay_from_environment_variables(db: Database, tmp_path:
 def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command(
     tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`glue dev` prints a simulate command; running it gets the welcome from the local stack; Ctrl-C stops it."""
+    """`glue dev` shows the seeded profiles and a simulate command that gets the welcome; Ctrl-C stops it."""
     process = subprocess.Popen(
         [GLUE, "dev", "--port", str(free_port())],
         cwd=tmp_path,
@@ -269,6 +269,8 @@ def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command
     assert process.stdout is not None
     lines = Lines(process.stdout)
     try:
+        lines.until(r"^  \+14155550101 +- +Amara +2 +0$")
+        lines.until(r"^  \+14155550104 +dev@example.com +Dev +2 +1$")
         command = lines.until(r"TWILIO_AUTH_TOKEN=([0-9a-f]{32}) glue simulate --url (\S+) ")
         lines.until(r"Uvicorn running|Application startup complete")
         token, url = command.group(1), command.group(2)
