@@ -114,7 +114,7 @@ def run(server: EmbeddedPostgres, workload: str, clients: int, seconds: float, u
             "-c",
             str(clients),
             "-j",
-            str(min(clients, 2)),
+            str(clients),  # one thread per connection: pgbench timestamps lazily per thread
             "-T",
             str(int(seconds)),
             "-f",

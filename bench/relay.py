@@ -56,6 +56,7 @@ class HttpRun:
     wrapped: int
     stored: int  # messages the database stored during the run (relay only)
     driver_cpu_pct: float
+    log_tail: str = ""  # the server's last log lines, kept when a run had errors
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -157,6 +158,10 @@ class Server:
         )
         wait_for_port(self.port, self.process)
 
+    def tail(self) -> str:
+        self.log.flush()
+        return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-3:])[-1500:]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -228,6 +233,9 @@ def measure(
     r = wrk(server, prefix, seconds, connections, think_ms)
     stored = messages(db) - stored_before if server.kind == "relay" else 0
     duration = r["duration_us"] / 1e6
+    errors = int(
+        r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
+    )
     return HttpRun(
         server=server.kind,
         workers=server.workers,
@@ -240,12 +248,11 @@ def measure(
         p90_ms=r["p90_us"] / 1000,
         p99_ms=r["p99_us"] / 1000,
         max_ms=r["max_us"] / 1000,
-        errors=int(
-            r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
-        ),
+        errors=errors,
         wrapped=int(r["wrapped"]),
         stored=stored,
         driver_cpu_pct=r["cpu_pct"],
+        log_tail=server.tail() if errors else "",
     )
 
 

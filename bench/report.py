@@ -267,6 +267,12 @@ def generated(results: dict[str, Any]) -> str:
                 f" {r['errors']} | {r['stored'] if r['server'] == 'relay' else '-'} | {r['driver_cpu_pct']:.0f}% |"
             )
         w("")
+        for r in runs:
+            if r.get("errors") and r.get("log_tail"):
+                w(
+                    f"**{r['server']} with {r['workers']} worker(s) answered {r['errors']:,} requests with errors**; its last log lines:\n"
+                )
+                w("```\n" + r["log_tail"] + "\n```\n")
         by = {(r["server"], r["workers"]): r for r in runs}
         for workers in (1, 2):
             if ("relay", workers) in by and ("baseline", workers) in by:
