@@ -26,6 +26,11 @@ from glue.settings import Settings
 from glue.twilio_request import InboundMessage
 
 RPC = "receive_whatsapp_message"
+# How long the pool keeps retrying one failed connection attempt. psycopg_pool's default (5 minutes,
+# with backoff doubling from 1 s) leaves the relay answering 503 for up to as long again as an outage
+# lasted; with a short window each new request starts a fresh attempt, so the relay is back within
+# about this long of the database (and at most one growth attempt runs at a time).
+RECONNECT_WINDOW = 0.5
 RPC_SIGNATURE = "public.receive_whatsapp_message(text, text, text, text, jsonb, text)"
 BAD_ARGUMENT = "22023"
 
@@ -96,6 +101,7 @@ class PsycopgGateway:
             max_size=pool_size,
             open=False,
             timeout=timeout,
+            reconnect_timeout=RECONNECT_WINDOW,
             kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": max(1, int(timeout))},
             name="glue",
         )
