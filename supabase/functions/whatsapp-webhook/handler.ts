@@ -447,7 +447,9 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
     return sql<{ user_id: string; message_id: string; user_created: boolean; duplicate: boolean }[]>`
       select user_id, message_id, user_created, duplicate from public.receive_whatsapp_message(
         message_sid => ${args.message_sid}, phone => ${args.phone}, body => ${args.body},
-        profile_name => ${args.profile_name}, media => ${JSON.stringify(args.media)}::jsonb)`;
+        profile_name => ${args.profile_name}, media => ${
+      sql.json(args.media as unknown as postgres.JSONValue)
+    })`;
   }
 
   async function withTimeout<T>(work: (track: (q: { cancel(): void }) => void) => Promise<T>): Promise<T> {
