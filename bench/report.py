@@ -84,7 +84,7 @@ def chart(results: dict[str, Any], path: Path) -> Path:
             [paced["p99_ms"]],
             "r*",
             markersize=12,
-            label=f"relay paced at {paced['rate']:.0f} req/s (80% of sustained)",
+            label=f"relay paced at {paced['rate']:.0f} req/s ({100 * paced['rate'] / paced['sustained']:.0f}% of sustained)",
         )
         axes[1][1].axhline(50, color="r", alpha=0.3, linestyle=":", label="p99 target 50 ms")
     axes[0][1].axhline(1500, color="r", alpha=0.3, linestyle=":", label="target 1,500 req/s")
