@@ -20,6 +20,9 @@ from glue.errors import BadRequest, Forbidden, UnsupportedMediaType
 SIGNATURE_HEADER = "x-twilio-signature"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_MEDIA = 20  # WhatsApp allows one attachment, MMS ten; anything above is not Twilio.
+# Characters XML 1.0 cannot carry at all (control characters, surrogates, U+FFFE/U+FFFF): escaping
+# does not help, so they are dropped from replies to keep the TwiML well-formed.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # A business-scoped user id ("US.1349..."): Twilio puts it in From when WhatsApp withheld the phone.
 BSUID_PREFIX = re.compile(r"^[A-Z]{2}\.")
 
@@ -123,6 +126,8 @@ def _single(form: Form, name: str, required: bool) -> str | None:
     values = form.getlist(name)
     if len(values) > 1:
         raise BadRequest(f"{name} given more than once")
+    if values and "\x00" in values[0]:
+        raise BadRequest(f"{name} contains a NUL character")  # PostgreSQL text cannot hold one
     value = values[0].strip() if values else ""
     if required and not value:
         raise BadRequest(f"{name} is required")
@@ -137,6 +142,8 @@ def read_message(form: Form) -> InboundMessage:
     body_values = form.getlist("Body")
     if len(body_values) > 1:
         raise BadRequest("Body given more than once")
+    if body_values and "\x00" in body_values[0]:
+        raise BadRequest("Body contains a NUL character")
     raw_count = _single(form, "NumMedia", required=False) or "0"
     if not raw_count.isdigit() or int(raw_count) > MAX_MEDIA:
         raise BadRequest("NumMedia is not a small whole number")
@@ -164,5 +171,5 @@ def twiml(replies: Sequence[str]) -> str:
     """TwiML with one <Message> per reply; `<Response />` when there is nothing to say."""
     response = MessagingResponse()
     for reply in replies:
-        response.message(reply)
+        response.message(NOT_XML.sub("", reply))
     return str(response)
