@@ -454,7 +454,7 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
 
   async function withTimeout<T>(work: (track: (q: { cancel(): void }) => void) => Promise<T>): Promise<T> {
     const running: { query: { cancel(): void } | null } = { query: null };
-    let timer: number | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new DatabaseUnavailable()), timeout * 1000);
     });
@@ -516,7 +516,7 @@ function text(message: string, status: number, headers: Record<string, string> =
 }
 
 async function runHook(hook: ReplyHook, sender: Sender, message: InboundMessage, seconds: number) {
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<"timeout">((
     resolve,
   ) => (timer = setTimeout(() => resolve("timeout"), seconds * 1000)));
