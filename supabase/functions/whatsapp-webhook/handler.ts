@@ -47,6 +47,26 @@ export interface InboundMessage {
   profileName: string | null;
   media: Media[];
   params: Form;
+  /** ExternalUserId: WhatsApp's business-scoped user id (BSUID), when Twilio sent one. */
+  externalUserId: string | null;
+}
+
+// A business-scoped user id ("US.1349..."): Twilio puts it in From when WhatsApp withheld the phone.
+const BSUID_PREFIX = /^[A-Z]{2}\./;
+
+function bareSender(message: InboundMessage): string {
+  return message.sender.startsWith("whatsapp:") ? message.sender.slice("whatsapp:".length) : message.sender;
+}
+
+/** The sender's number as Twilio wrote it (the database normalises it), or null for a BSUID sender. */
+export function senderPhone(message: InboundMessage): string | null {
+  return BSUID_PREFIX.test(bareSender(message)) ? null : message.sender;
+}
+
+/** The sender's BSUID: ExternalUserId, else a BSUID in From. */
+export function whatsappUserId(message: InboundMessage): string | null {
+  if (message.externalUserId) return message.externalUserId;
+  return BSUID_PREFIX.test(bareSender(message)) ? bareSender(message) : null;
 }
 
 /** What the database did with one delivery; for a redelivery, what the first delivery did. */
@@ -355,6 +375,9 @@ function pyStrip(text: string): string {
 function single(form: Form, name: string, required: boolean): string | null {
   const found = values(form, name);
   if (found.length > 1) throw badRequest(`${name} given more than once`);
+  if (found.length > 0 && found[0].includes("\0")) {
+    throw badRequest(`${name} contains a NUL character`); // PostgreSQL text cannot hold one
+  }
   const value = found.length > 0 ? pyStrip(found[0]) : "";
   if (required && !value) throw badRequest(`${name} is required`);
   return value || null;
@@ -366,6 +389,7 @@ export function readMessage(form: Form): InboundMessage {
   const sender = single(form, "From", true)!;
   const bodies = values(form, "Body");
   if (bodies.length > 1) throw badRequest("Body given more than once");
+  if (bodies.length > 0 && bodies[0].includes("\0")) throw badRequest("Body contains a NUL character");
   const rawCount = single(form, "NumMedia", false) ?? "0";
   if (!/^[0-9]+$/.test(rawCount) || Number(rawCount) > MAX_MEDIA) {
     throw badRequest("NumMedia is not a small whole number");
@@ -386,6 +410,7 @@ export function readMessage(form: Form): InboundMessage {
     profileName: single(form, "ProfileName", false),
     media,
     params: form,
+    externalUserId: single(form, "ExternalUserId", false),
   };
 }
 
@@ -419,10 +444,11 @@ export function twiml(replies: string[]): string {
 export function rpcArguments(message: InboundMessage) {
   return {
     message_sid: message.messageSid,
-    phone: message.sender,
+    phone: senderPhone(message),
     body: message.body,
     profile_name: message.profileName,
     media: message.media,
+    whatsapp_user_id: whatsappUserId(message),
   };
 }
 
@@ -449,7 +475,8 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
         message_sid => ${args.message_sid}, phone => ${args.phone}, body => ${args.body},
         profile_name => ${args.profile_name}, media => ${
       sql.json(args.media as unknown as postgres.JSONValue)
-    })`;
+    },
+        whatsapp_user_id => ${args.whatsapp_user_id})`;
   }
 
   async function withTimeout<T>(work: (track: (q: { cancel(): void }) => void) => Promise<T>): Promise<T> {
