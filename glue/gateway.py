@@ -120,22 +120,38 @@ class PsycopgGateway:
             assert row is not None
             return row
 
-    async def _call(self, query: str, params: Any) -> dict[str, Any]:
+    async def _attempt(self, query: str, params: Any) -> dict[str, Any]:
         try:
-            async with asyncio.timeout(self.timeout):
-                try:
-                    return await self._fetch_one(query, params)
-                except psycopg.OperationalError:
-                    # A connection the pool handed out may have died with a restarted server; the RPC
-                    # is idempotent by MessageSid, so one more try on a fresh connection is safe.
-                    return await self._fetch_one(query, params)
+            return await self._fetch_one(query, params)
+        except psycopg.OperationalError:
+            # A connection the pool handed out may have died with a restarted server; the RPC
+            # is idempotent by MessageSid, so one more try on a fresh connection is safe.
+            return await self._fetch_one(query, params)
+
+    async def _call(self, query: str, params: Any) -> dict[str, Any]:
+        # The attempt is its own task, abandoned at the deadline. Cancelling the request's own task
+        # (asyncio.timeout) is not enough: on Python 3.11 a cancellation that coincides with the pool
+        # handing over a connection is swallowed (asyncio.wait_for, bpo-42130), and the request then
+        # waits as long as the database does.
+        attempt = asyncio.ensure_future(self._attempt(query, params))
+        try:
+            done, _ = await asyncio.wait({attempt}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            attempt.cancel()
+            raise
+        if not done:
+            attempt.cancel()
+            attempt.add_done_callback(lambda task: task.cancelled() or task.exception())
+            raise DatabaseUnavailable("database unavailable")
+        try:
+            return attempt.result()
         except psycopg.Error as error:
             if error.sqlstate == BAD_ARGUMENT:
                 raise InputRejected(error.diag.message_primary or "bad argument") from error
             if isinstance(error, psycopg.OperationalError | psycopg.errors.QueryCanceled):
                 raise DatabaseUnavailable("database unavailable") from error
             raise
-        except TimeoutError as error:  # asyncio.timeout, or the pool's own wait for a connection
+        except TimeoutError as error:  # a timeout raised within the attempt itself
             raise DatabaseUnavailable("database unavailable") from error
 
     async def receive(self, message: InboundMessage) -> Receipt:
