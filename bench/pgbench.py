@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.cpu import CpuMeter
 from bench.platform import EXISTING_BASE
 from glue.devdb import EmbeddedPostgres, find_bindir
 
@@ -86,6 +87,8 @@ class Run:
     p50_ms: float
     p99_ms: float
     driver_cpu_pct: float  # pgbench's CPU time / wall time, in % of one core
+    postgres_cpu_pct: float = 0.0  # every PostgreSQL process, % of one core
+    machine_cpu_pct: float = 0.0  # the whole machine, % of one core (200 = both cores busy)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -133,12 +136,15 @@ def run(server: EmbeddedPostgres, workload: str, clients: int, seconds: float, u
             "postgres",
         ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        assert server.process is not None
+        meter = CpuMeter(server.process.pid, server.process.pid)
         started = time.monotonic()
         out = subprocess.run(
             args, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "postgres"}
         )
         wall = time.monotonic() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_use = meter.stop()
         if out.returncode not in (0, 2) or "processed" not in out.stdout:
             raise RuntimeError(f"pgbench {workload} failed ({out.returncode}): {out.stderr[-2000:]}")
         latencies: list[float] = []
@@ -163,4 +169,6 @@ def run(server: EmbeddedPostgres, workload: str, clients: int, seconds: float, u
         p50_ms=percentile(latencies, 0.50),
         p99_ms=percentile(latencies, 0.99),
         driver_cpu_pct=100.0 * cpu / wall,
+        postgres_cpu_pct=cpu_use["postgres_cpu_pct"],
+        machine_cpu_pct=cpu_use["machine_cpu_pct"],
     )

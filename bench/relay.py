@@ -25,6 +25,7 @@ from pathlib import Path
 import psycopg
 from twilio.request_validator import RequestValidator
 
+from bench.cpu import CpuMeter
 from bench.platform import EXISTING_BASE
 from glue.devdb import EmbeddedPostgres
 from glue.devdb.server import free_port
@@ -56,6 +57,9 @@ class HttpRun:
     wrapped: int
     stored: int  # messages the database stored during the run (relay only)
     driver_cpu_pct: float
+    server_cpu_pct: float = 0.0  # uvicorn's processes, % of one core
+    postgres_cpu_pct: float = 0.0  # every PostgreSQL process, % of one core
+    machine_cpu_pct: float = 0.0  # the whole machine, % of one core (200 = both cores busy)
     log_tail: str = ""  # the server's last log lines, kept when a run had errors
 
     def as_dict(self) -> dict[str, object]:
@@ -230,7 +234,10 @@ def measure(
     prefix = workdir / f"webhooks-{tag}"
     write_requests(prefix, server.url + WEBHOOK_PATH, int(expected_rate * seconds * 1.3) + 1000, users, tag)
     stored_before = messages(db) if server.kind == "relay" else 0
+    assert db.process is not None
+    meter = CpuMeter(server.process.pid, db.process.pid)
     r = wrk(server, prefix, seconds, connections, think_ms)
+    cpu = meter.stop()
     stored = messages(db) - stored_before if server.kind == "relay" else 0
     duration = r["duration_us"] / 1e6
     errors = int(
@@ -252,6 +259,7 @@ def measure(
         wrapped=int(r["wrapped"]),
         stored=stored,
         driver_cpu_pct=r["cpu_pct"],
+        **cpu,
         log_tail=server.tail() if errors else "",
     )
 
