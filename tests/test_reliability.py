@@ -629,15 +629,15 @@ def rss_kib(pid: int) -> int:
 
 
 def test_relay_memory_stays_flat_over_thousands_of_messages(db: Database, tmp_path: Path) -> None:
-    """`glue serve`'s RSS grows by under 4 MiB from 1,000 to 5,000 messages (bench/soak.py runs 100,000)."""
+    """`glue serve`'s RSS grows by under 4 MiB from 1,000 to 3,000 messages (bench/soak.py runs 100,000)."""
     with glue_serve(db.url("postgres"), tmp_path / "relay.log") as (process, base):
         base + WEBHOOK_PATH
-        rounds = [[inbound_params(phone(i % 500), f"soak {n}-{i}") for i in range(1000)] for n in range(5)]
+        rounds = [[inbound_params(phone(i % 500), f"soak {n}-{i}") for i in range(1000)] for n in range(3)]
         samples = []
         for batch in rounds:
             answers = asyncio.run(deliver_to_replicas([base], [(0, m) for m in batch]))
             assert [a.status for a in answers] == [200] * len(batch)
             samples.append(rss_kib(process.pid))
     print(f"\nmemory: relay RSS after each 1,000 messages (KiB): {samples}")
-    assert count(db, "whatsapp_messages") == 5000
+    assert count(db, "whatsapp_messages") == 3000
     assert samples[-1] - samples[0] < 4096
