@@ -91,6 +91,7 @@ declare
   by_bsuid public.users;
   found_profile public.users;
   moved jsonb;
+  lock_in_lookup boolean;
 begin
   if nullif(btrim(whatsapp_user.phone), '') is not null then
     normalized_phone := private.normalize_phone(whatsapp_user.phone, 'phone');
@@ -106,11 +107,16 @@ begin
       hint = 'Pass the sender''s number (From) or, for a WhatsApp username without a number, its BSUID (ExternalUserId).';
   end if;
 
+  -- With phone and BSUID together a merge may follow, which takes FOR UPDATE on both
+  -- rows: two transactions each holding FOR KEY SHARE on them would deadlock upgrading.
+  -- So those lookups go unlocked and the profile chosen is locked afterwards.
+  lock_in_lookup := lock_found and (normalized_phone is null or bsuid is null);
+
   for attempt in 1..5 loop
     by_phone := null;
     by_bsuid := null;
     if normalized_phone is not null then
-      if lock_found then
+      if lock_in_lookup then
         select * into by_phone from public.users as u
         where private.phone_match_key(u.phone_number) = phone_key
         for key share;
@@ -119,16 +125,26 @@ begin
       end if;
     end if;
     if bsuid is not null and (by_phone.id is null or by_phone.whatsapp_user_id is distinct from bsuid) then
-      if lock_found then
+      if lock_in_lookup then
         select * into by_bsuid from public.users as u where u.whatsapp_user_id = bsuid for key share;
       else
         select * into by_bsuid from public.users as u where u.whatsapp_user_id = bsuid;
       end if;
     end if;
 
+    if by_phone.id = by_bsuid.id then
+      continue;  -- a merge committed between the two lookups: read the merged profile again
+    end if;
+
     if by_phone.id is not null and by_bsuid.id is not null and by_phone.auth_id is not null
        and by_bsuid.auth_id is not null then
       -- Two accounts: not ours to join. The message goes to the phone's profile.
+      if lock_found and not lock_in_lookup then
+        perform 1 from public.users as u where u.id = by_phone.id for key share;
+        if not found then
+          continue;
+        end if;
+      end if;
       return query select by_phone, false;
       return;
     end if;
@@ -180,6 +196,12 @@ begin
         end;
         if found_profile.id is null then
           continue;  -- erased meanwhile
+        end if;
+      end if;
+      if lock_found and not lock_in_lookup then
+        perform 1 from public.users as u where u.id = found_profile.id for key share;
+        if not found then
+          continue;  -- merged away or erased since the unlocked lookup
         end if;
       end if;
       return query select found_profile, false;
