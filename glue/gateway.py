@@ -148,9 +148,10 @@ class PsycopgGateway:
         except psycopg.Error as error:
             if error.sqlstate == BAD_ARGUMENT:
                 raise InputRejected(error.diag.message_primary or "bad argument") from error
-            if isinstance(error, psycopg.OperationalError | psycopg.errors.QueryCanceled):
-                raise DatabaseUnavailable("database unavailable") from error
-            raise
+            # Anything else the database says (a deadlock or serialization failure under a race, a
+            # trigger the application added, an outage) is the database's problem, not the request's:
+            # 503 makes Twilio deliver again, and the RPC makes that redelivery harmless. Never a 500.
+            raise DatabaseUnavailable("database unavailable") from error
         except TimeoutError as error:  # a timeout raised within the attempt itself
             raise DatabaseUnavailable("database unavailable") from error
 

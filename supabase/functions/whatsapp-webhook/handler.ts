@@ -517,8 +517,9 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
         if (error instanceof DatabaseUnavailable) throw error;
         if (isPostgresError(error)) {
           if (error.code === BAD_ARGUMENT) throw new InputRejected(error.message || "bad argument");
-          if (/^(08|53|57)/.test(error.code)) throw new DatabaseUnavailable();
-          throw error;
+          // Anything else the database says (a deadlock under a race, a trigger the application
+          // added, an outage) is 503, as in glue: Twilio delivers again and the RPC makes that harmless.
+          throw new DatabaseUnavailable();
         }
         throw new DatabaseUnavailable(); // connection refused, reset, timed out ...
       }
