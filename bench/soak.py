@@ -5,10 +5,11 @@
 
 Starts an embedded PostgreSQL with the migrations (glue.devdb), runs `glue serve` as its own process,
 and sends every message once, plus a redelivery of every tenth (Twilio's retries), each with a unique
-MessageSid and a signature from twilio's RequestValidator. It prints the relay's RSS every 10,000
+MessageSid and a signature from twilio's RequestValidator; a request that gets no HTTP answer at all
+is sent once more, as Twilio retries it. It prints the relay's RSS every 10,000
 messages and, at the end, one JSON line: answers by status, rows stored, duplicates, lost, RSS at
 start (after 1,000 messages of warm-up) and end. It exits 1 if a row is lost or duplicated or an
-answer is not 200.
+HTTP answer is not 200.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,11 +84,14 @@ async def drive(
         nonlocal done
         while (params := await queue.get()) is not None:
             headers = {"X-Twilio-Signature": validator.compute_signature(url, params)}
-            try:
-                response = await client.post(url, data=params, headers=headers)
+            for _ in range(2):  # a request that got no answer at all is sent again, as Twilio does (#rc=1)
+                try:
+                    response = await client.post(url, data=params, headers=headers)
+                except httpx.TransportError as error:
+                    answers[type(error).__name__] += 1
+                    continue
                 answers[response.status_code] += 1
-            except httpx.TransportError as error:
-                answers[type(error).__name__] += 1
+                break
             done += 1
             if done == WARM_UP or done % SAMPLE_EVERY == 0:
                 rss[done] = rss_kib(pid)
@@ -145,7 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         "rss_kib_end": rss[max(rss)],
     }
     print(json.dumps(summary))
-    ok = answers == Counter({200: requests}) and summary["duplicates"] == 0 and summary["lost"] == 0
+    only_200 = all(status == 200 or isinstance(status, str) for status in answers)
+    ok = only_200 and summary["duplicates"] == 0 and summary["lost"] == 0
+    if ok:
+        shutil.rmtree(log.parent)
+    else:
+        print(f"the relay's log: {log}", file=sys.stderr)
     return 0 if ok else 1
 
 
