@@ -111,3 +111,18 @@ class PublicWhatsappMessagesUpdate(TypedDict):
     received_at: NotRequired[Annotated[datetime.datetime, Field(alias="received_at")]]
     user_created: NotRequired[Annotated[bool, Field(alias="user_created")]]
     user_id: NotRequired[Annotated[uuid.UUID, Field(alias="user_id")]]
+
+
+
+
+
+class PublicWhatsappSender(BaseModel):
+    id: Optional[uuid.UUID] = Field(alias="id")
+    auth_id: Optional[uuid.UUID] = Field(alias="auth_id")
+    phone_number: Optional[str] = Field(alias="phone_number")
+    whatsapp_user_id: Optional[str] = Field(alias="whatsapp_user_id")
+    email: Optional[str] = Field(alias="email")
+    full_name: Optional[str] = Field(alias="full_name")
+    created_at: Optional[datetime.datetime] = Field(alias="created_at")
+    updated_at: Optional[datetime.datetime] = Field(alias="updated_at")
+    created: Optional[bool] = Field(alias="created")

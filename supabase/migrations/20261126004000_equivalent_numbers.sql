@@ -65,6 +65,9 @@ $$;
 
 -- tables ----------------------------------------------------------------------
 alter table public.users drop constraint users_phone_number_key;
+-- An expression index rather than a stored key column: a stored generated column is
+-- recomputed on every update, as the updating role, and the API roles may not call
+-- functions in private. Lookups compute the key once and compare it to the index.
 create unique index users_phone_match_key on public.users (private.phone_match_key(phone_number));
 comment on index public.users_phone_match_key is
   'One profile per number, whatever equivalent form (private.phone_match_key) WhatsApp or Supabase Auth wrote it in.';
@@ -84,7 +87,7 @@ set search_path = ''
 as $$
 declare
   normalized_phone text;
-  phone_key text;
+  sender_key text;
   bsuid text;
   display_name text := nullif(btrim(whatsapp_user.profile_name), '');
   by_phone public.users;
@@ -95,7 +98,7 @@ declare
 begin
   if nullif(btrim(whatsapp_user.phone), '') is not null then
     normalized_phone := private.normalize_phone(whatsapp_user.phone, 'phone');
-    phone_key := private.phone_match_key(normalized_phone);
+    sender_key := private.phone_match_key(normalized_phone);
   end if;
   if nullif(btrim(whatsapp_user.whatsapp_user_id), '') is not null then
     bsuid := private.normalize_whatsapp_user_id(whatsapp_user.whatsapp_user_id);
@@ -118,10 +121,10 @@ begin
     if normalized_phone is not null then
       if lock_in_lookup then
         select * into by_phone from public.users as u
-        where private.phone_match_key(u.phone_number) = phone_key
+        where private.phone_match_key(u.phone_number) = sender_key
         for key share;
       else
-        select * into by_phone from public.users as u where private.phone_match_key(u.phone_number) = phone_key;
+        select * into by_phone from public.users as u where private.phone_match_key(u.phone_number) = sender_key;
       end if;
     end if;
     if bsuid is not null and (by_phone.id is null or by_phone.whatsapp_user_id is distinct from bsuid) then
@@ -154,7 +157,7 @@ begin
       -- phone's profile survives, as in account linking.
       perform 1 from public.users as u where u.id in (by_phone.id, by_bsuid.id) order by u.id for update;
       if not exists (
-        select from public.users as u where u.id = by_phone.id and private.phone_match_key(u.phone_number) = phone_key
+        select from public.users as u where u.id = by_phone.id and private.phone_match_key(u.phone_number) = sender_key
       )
          or not exists (select from public.users as u where u.id = by_bsuid.id and u.whatsapp_user_id = bsuid) then
         continue;  -- a concurrent message merged them first
@@ -177,13 +180,13 @@ begin
       -- (replies go there), so an equivalent form written by Supabase Auth gives way.
       if (found_profile.whatsapp_user_id is null and bsuid is not null)
          or (normalized_phone is not null and found_profile.phone_number is distinct from normalized_phone
-             and (found_profile.phone_number is null or private.phone_match_key(found_profile.phone_number) = phone_key))
+             and (found_profile.phone_number is null or private.phone_match_key(found_profile.phone_number) = sender_key))
          or (found_profile.full_name is null and display_name is not null) then
         begin
           update public.users as u
           set whatsapp_user_id = coalesce(u.whatsapp_user_id, bsuid),
               phone_number = case
-                when u.phone_number is null or private.phone_match_key(u.phone_number) = phone_key
+                when u.phone_number is null or private.phone_match_key(u.phone_number) = sender_key
                   then coalesce(normalized_phone, u.phone_number)
                 else u.phone_number
               end,

@@ -65,10 +65,13 @@ isOneToOne: false
             }[]
                            },
 "get_or_create_whatsapp_user":
-{ Args: { "phone"?: string,"profile_name"?: string,"whatsapp_user_id"?: string }; Returns: {
-              "auth_id": string,"created": boolean,"created_at": string,"email": string,"full_name": string,"id": string,"phone_number": string,"updated_at": string,"whatsapp_user_id": string
-            }[]
-                           },
+{ Args: { "phone"?: string,"profile_name"?: string,"whatsapp_user_id"?: string }; Returns: Database["public"]['CompositeTypes']["whatsapp_sender"][]
+                          SetofOptions: {
+        from: "*"
+        to: "whatsapp_sender"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
 "link_whatsapp_account":
 { Args: Record<PropertyKey, never>; Returns: {
               "auth_id": string | null,
@@ -96,7 +99,9 @@ isOneToOne: false
             [_ in never]: never
           }
           CompositeTypes: {
-            [_ in never]: never
+            "whatsapp_sender": {
+                        "id": string | null,"auth_id": string | null,"phone_number": string | null,"whatsapp_user_id": string | null,"email": string | null,"full_name": string | null,"created_at": string | null,"updated_at": string | null,"created": boolean | null
+                      }
           }
         }
 }
