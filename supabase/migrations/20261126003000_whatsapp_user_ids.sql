@@ -126,10 +126,10 @@ revoke execute on function private.merge_profiles(uuid, uuid) from public, anon,
 
 -- The profile of a WhatsApp sender by phone, BSUID or both. Race-free without
 -- select-then-insert: unique indexes arbitrate through insert ... on conflict do
--- nothing, and every path that loses a race looks again. `lock_found` takes FOR KEY
--- SHARE on the profile found (receive_whatsapp_message inserts a message referencing
--- it anyway), so a concurrent merge that deletes that profile is waited for and the
--- next look finds the survivor instead of failing the message's foreign key.
+-- nothing, and every path that loses a race looks again. `lock_found` (for
+-- receive_whatsapp_message, which inserts a message referencing the profile) takes FOR
+-- KEY SHARE on a profile a concurrent merge could delete, so the merge is waited for and
+-- the next look finds the survivor instead of failing the message's foreign key.
 drop function private.whatsapp_user(text, text);
 
 create or replace function private.whatsapp_user(
@@ -151,6 +151,7 @@ declare
   found_profile public.users;
   moved jsonb;
   lock_in_lookup boolean;
+  lock_after boolean;
 begin
   if nullif(btrim(whatsapp_user.phone), '') is not null then
     normalized_phone := private.normalize_phone(whatsapp_user.phone, 'phone');
@@ -165,10 +166,14 @@ begin
       hint = 'Pass the sender''s number (From) or, for a WhatsApp username without a number, its BSUID (ExternalUserId).';
   end if;
 
-  -- With phone and BSUID together a merge may follow, which takes FOR UPDATE on both
-  -- rows: two transactions each holding FOR KEY SHARE on them would deadlock upgrading.
-  -- So those lookups go unlocked and the profile chosen is locked afterwards.
-  lock_in_lookup := lock_found and (normalized_phone is null or bsuid is null);
+  -- Only a profile found by BSUID alone can be merged away under us (into the profile of
+  -- its phone); merges never absorb the profile a phone finds. So the phone-only path,
+  -- today's common case, takes no lock of its own: the message's foreign key check takes
+  -- it. With phone and BSUID together a merge may follow, taking FOR UPDATE on both rows,
+  -- and two transactions each holding FOR KEY SHARE would deadlock upgrading: those
+  -- lookups go unlocked, and the profile chosen is locked afterwards.
+  lock_in_lookup := lock_found and normalized_phone is null;
+  lock_after := lock_found and normalized_phone is not null and bsuid is not null;
 
   for attempt in 1..5 loop
     by_phone := null;
@@ -195,7 +200,7 @@ begin
     if by_phone.id is not null and by_bsuid.id is not null and by_phone.auth_id is not null
        and by_bsuid.auth_id is not null then
       -- Two accounts: not ours to join. The message goes to the phone's profile.
-      if lock_found and not lock_in_lookup then
+      if lock_after then
         perform 1 from public.users as u where u.id = by_phone.id for key share;
         if not found then
           continue;
@@ -245,7 +250,7 @@ begin
           continue;  -- erased meanwhile
         end if;
       end if;
-      if lock_found and not lock_in_lookup then
+      if lock_after then
         perform 1 from public.users as u where u.id = found_profile.id for key share;
         if not found then
           continue;  -- merged away or erased since the unlocked lookup

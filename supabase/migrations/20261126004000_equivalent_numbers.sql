@@ -95,6 +95,7 @@ declare
   found_profile public.users;
   moved jsonb;
   lock_in_lookup boolean;
+  lock_after boolean;
 begin
   if nullif(btrim(whatsapp_user.phone), '') is not null then
     normalized_phone := private.normalize_phone(whatsapp_user.phone, 'phone');
@@ -110,10 +111,14 @@ begin
       hint = 'Pass the sender''s number (From) or, for a WhatsApp username without a number, its BSUID (ExternalUserId).';
   end if;
 
-  -- With phone and BSUID together a merge may follow, which takes FOR UPDATE on both
-  -- rows: two transactions each holding FOR KEY SHARE on them would deadlock upgrading.
-  -- So those lookups go unlocked and the profile chosen is locked afterwards.
-  lock_in_lookup := lock_found and (normalized_phone is null or bsuid is null);
+  -- Only a profile found by BSUID alone can be merged away under us (into the profile of
+  -- its phone); merges never absorb the profile a phone finds. So the phone-only path,
+  -- today's common case, takes no lock of its own: the message's foreign key check takes
+  -- it. With phone and BSUID together a merge may follow, taking FOR UPDATE on both rows,
+  -- and two transactions each holding FOR KEY SHARE would deadlock upgrading: those
+  -- lookups go unlocked, and the profile chosen is locked afterwards.
+  lock_in_lookup := lock_found and normalized_phone is null;
+  lock_after := lock_found and normalized_phone is not null and bsuid is not null;
 
   for attempt in 1..5 loop
     by_phone := null;
@@ -142,7 +147,7 @@ begin
     if by_phone.id is not null and by_bsuid.id is not null and by_phone.auth_id is not null
        and by_bsuid.auth_id is not null then
       -- Two accounts: not ours to join. The message goes to the phone's profile.
-      if lock_found and not lock_in_lookup then
+      if lock_after then
         perform 1 from public.users as u where u.id = by_phone.id for key share;
         if not found then
           continue;
@@ -201,7 +206,7 @@ begin
           continue;  -- erased meanwhile
         end if;
       end if;
-      if lock_found and not lock_in_lookup then
+      if lock_after then
         perform 1 from public.users as u where u.id = found_profile.id for key share;
         if not found then
           continue;  -- merged away or erased since the unlocked lookup
