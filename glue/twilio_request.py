@@ -167,8 +167,13 @@ def read_message(form: Form) -> InboundMessage:
     )
 
 
+EMPTY_TWIML = str(MessagingResponse())  # the common answer, built once
+
+
 def twiml(replies: Sequence[str]) -> str:
     """TwiML with one <Message> per reply; `<Response />` when there is nothing to say."""
+    if not replies:
+        return EMPTY_TWIML
     response = MessagingResponse()
     for reply in replies:
         response.message(NOT_XML.sub("", reply))
