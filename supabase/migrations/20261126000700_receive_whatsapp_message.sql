@@ -71,6 +71,5 @@ $$;
 
 comment on function public.receive_whatsapp_message(text, text, text, text, jsonb) is
   'Stores an inbound WhatsApp message once per MessageSid and returns the sender''s profile id; duplicate = true for redeliveries. Service role only.';
-revoke execute on function public.receive_whatsapp_message(text, text, text, text, jsonb)
-from public, anon, authenticated;
+revoke execute on function public.receive_whatsapp_message(text, text, text, text, jsonb) from public, anon, authenticated;  -- noqa: LT05
 grant execute on function public.receive_whatsapp_message(text, text, text, text, jsonb) to service_role;

@@ -420,6 +420,5 @@ $$;
 
 comment on function public.receive_whatsapp_message(text, text, text, text, jsonb, text) is
   'Stores an inbound WhatsApp message once per MessageSid and returns the sender''s profile id, found by phone and/or BSUID (whatsapp_user_id); duplicate = true for redeliveries. Service role only.';
-revoke execute on function public.receive_whatsapp_message(text, text, text, text, jsonb, text)
-from public, anon, authenticated;
+revoke execute on function public.receive_whatsapp_message(text, text, text, text, jsonb, text) from public, anon, authenticated;  -- noqa: LT05
 grant execute on function public.receive_whatsapp_message(text, text, text, text, jsonb, text) to service_role;
