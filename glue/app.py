@@ -132,6 +132,11 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
         headers = {}
         if isinstance(error, DatabaseUnavailable):
             headers["Retry-After"] = str(settings.retry_after_seconds)
+            # The operator's clue (42501 for a login without the grant, 40P01 for a deadlock...);
+            # the SQLSTATE only, never the database's message, which may quote the request.
+            sqlstate = getattr(error.__cause__, "sqlstate", None)
+            if sqlstate:
+                request.state.log["sqlstate"] = sqlstate
         return PlainTextResponse(error.message, status_code=error.status, headers=headers)
 
     @contextlib.asynccontextmanager

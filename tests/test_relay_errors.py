@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 from test_relay import client, count, post, running_relay
 
 from glue.simulate import inbound_params
@@ -11,7 +14,9 @@ from glue.testing import Database
 __all__ = ["client"]  # a fixture shared with test_relay
 
 
-def test_an_unexpected_database_error_is_503_with_retry_after(db: Database, client: httpx.Client) -> None:
+def test_an_unexpected_database_error_is_503_with_retry_after(
+    db: Database, client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
     """A trigger the application added raises: the webhook gets 503 + Retry-After, and Twilio retries later."""
     with db.connect("postgres") as conn:
         conn.execute(
@@ -23,7 +28,7 @@ def test_an_unexpected_database_error_is_503_with_retry_after(db: Database, clie
             " for each row execute function public.refuse_messages()"
         )
     params = inbound_params("+14155550170", "hi")
-    with running_relay(db.url("postgres")) as relay:
+    with running_relay(db.url("postgres")) as relay, caplog.at_level(logging.INFO, logger="glue.relay"):
         refused = post(client, relay.url, params)
         with db.connect("postgres") as conn:
             conn.execute("drop trigger refuse on public.whatsapp_messages")
@@ -32,3 +37,5 @@ def test_an_unexpected_database_error_is_503_with_retry_after(db: Database, clie
     assert "maintenance" not in refused.text
     assert retried.status_code == 200
     assert count(db, "whatsapp_messages") == 1
+    [refusal] = [r.fields for r in caplog.records if getattr(r, "fields", {}).get("status") == 503]
+    assert (refusal["reason"], refusal["sqlstate"]) == ("db_unavailable", "P0001")
