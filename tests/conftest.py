@@ -11,8 +11,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
+from relay_support import HookRecorder, RelayServer, running_relay
 
 from glue.devdb.platform import create_database, install_platform
 from glue.devdb.provider import Cluster, provide_cluster
@@ -80,3 +82,23 @@ def supabase_auth(db: Database) -> Iterator[SupabaseAuth]:
     auth = SupabaseAuth(db)
     yield auth
     auth.close()
+
+
+@pytest.fixture
+def hook() -> HookRecorder:
+    """A reply hook that counts its calls and echoes the body."""
+    return HookRecorder()
+
+
+@pytest.fixture
+def relay(db: Database, hook: HookRecorder) -> Iterator[RelayServer]:
+    """The relay on this test's database, served by a real uvicorn, with the `hook` fixture."""
+    with running_relay(db.url("postgres"), hook) as server:
+        yield server
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    """An HTTP client for the relay."""
+    with httpx.Client(timeout=30) as http:
+        yield http

@@ -17,7 +17,7 @@ from typing import IO
 
 import httpx
 import pytest
-from test_relay import PHONE, TOKEN, WELCOME, RelayServer, count, deadline_poll, running_relay, twiml
+from relay_support import PHONE, TOKEN, WELCOME, RelayServer, count, deadline_poll, running_relay, twiml
 
 from glue.cli import main
 from glue.devdb.server import free_port

@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from relay_support import RelayServer
 from starlette.datastructures import ImmutableMultiDict
-from test_relay import RelayServer
 from twilio.request_validator import RequestValidator
 
 from glue.app import create_app

@@ -6,10 +6,8 @@ Requests are signed with the twilio library as Twilio signs them; rows are read 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,139 +16,31 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
-from starlette.applications import Starlette
+from relay_support import (
+    EMPTY_TWIML,
+    PHONE,
+    SECONDARY,
+    TOKEN,
+    WELCOME,
+    HookRecorder,
+    RelayServer,
+    count,
+    deadline_poll,
+    make_settings,
+    post,
+    running_relay,
+    sign,
+    twiml,
+)
 from twilio.request_validator import RequestValidator
 
 from glue.app import create_app
 from glue.gateway import PsycopgGateway
-from glue.hooks import ReplyHook, Sender
-from glue.settings import WEBHOOK_PATH, Settings
+from glue.hooks import Sender
+from glue.settings import WEBHOOK_PATH
 from glue.simulate import inbound_params, message_sid
 from glue.testing import Database
 from glue.twilio_request import InboundMessage, check_signature, parse_form
-
-TOKEN = "0123456789abcdef0123456789abcdef"
-SECONDARY = "fedcba9876543210fedcba9876543210"
-WELCOME = "Welcome to Acme! Reply STOP to opt out."
-PHONE = "+14155550123"
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
-
-
-def twiml(*messages: str) -> str:
-    body = "".join(f"<Message>{m}</Message>" for m in messages)
-    return f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>' if messages else EMPTY_TWIML
-
-
-def deadline_poll(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Call `check` until it returns True, failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-class RelayServer:
-    """A real uvicorn serving `app` on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, lifespan="on", ws="none", proxy_headers=False, access_log=False, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return self.base + WEBHOOK_PATH
-
-    def __enter__(self) -> RelayServer:
-        self.thread.start()
-        deadline_poll(lambda: self.server.started or not self.thread.is_alive(), what="uvicorn to start")
-        assert self.server.started, "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.sock.close()
-        assert not self.thread.is_alive()
-
-
-def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "twilio_auth_token": TOKEN,
-        "welcome_reply": WELCOME,
-        "db_timeout": 3.0,
-        "retry_after_seconds": 7,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-@contextlib.contextmanager
-def running_relay(
-    database_url: str, hook: ReplyHook | None = None, pool_size: int = 10, **overrides: Any
-) -> Iterator[RelayServer]:
-    settings = make_settings(**overrides)
-    gateway = PsycopgGateway(database_url, pool_size=pool_size, timeout=settings.db_timeout)
-    with RelayServer(create_app(settings, gateway, hook)) as server:
-        yield server
-
-
-def sign(url: str, params: dict[str, str], token: str = TOKEN) -> dict[str, str]:
-    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, params)}
-
-
-class HookRecorder:
-    """A reply hook that counts its calls and answers with the body."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Sender, InboundMessage]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, sender: Sender, message: InboundMessage) -> str | None:
-        with self.lock:
-            self.calls.append((sender, message))
-        return f"echo: {message.body}"
-
-
-@pytest.fixture
-def hook() -> HookRecorder:
-    return HookRecorder()
-
-
-@pytest.fixture
-def relay(db: Database, hook: HookRecorder) -> Iterator[RelayServer]:
-    with running_relay(db.url("postgres"), hook) as server:
-        yield server
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as http:
-        yield http
-
-
-def post(client: httpx.Client, url: str, params: dict[str, str], token: str = TOKEN) -> httpx.Response:
-    return client.post(url, data=params, headers=sign(url, params, token))
-
-
-def count(db: Database, table: str) -> int:
-    with db.connect("postgres") as conn:
-        row = conn.execute(f"select count(*) as n from public.{table}").fetchone()
-        assert row is not None
-        return int(row["n"])
-
 
 # --- the signature, checked with Twilio's own example -------------------------------------------
 

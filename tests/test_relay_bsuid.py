@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import httpx
-from test_relay import WELCOME, HookRecorder, RelayServer, client, count, hook, post, relay, twiml
+from relay_support import WELCOME, HookRecorder, RelayServer, count, post, twiml
 
 from glue.simulate import inbound_params
 from glue.testing import Database
-
-__all__ = ["client", "hook", "relay"]  # fixtures shared with test_relay
 
 BSUID = "US.13491208655302741918"
 

@@ -6,12 +6,10 @@ import logging
 
 import httpx
 import pytest
-from test_relay import client, count, post, running_relay
+from relay_support import count, post, running_relay
 
 from glue.simulate import inbound_params
 from glue.testing import Database
-
-__all__ = ["client"]  # a fixture shared with test_relay
 
 
 def test_an_unexpected_database_error_is_503_with_retry_after(

@@ -30,8 +30,7 @@ import httpx
 import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.datastructures import ImmutableMultiDict
-from test_relay import (
+from relay_support import (
     PHONE,
     TOKEN,
     WELCOME,
@@ -43,6 +42,7 @@ from test_relay import (
     running_relay,
     sign,
 )
+from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 
 from glue.devdb import start_local_platform
