@@ -170,3 +170,17 @@ def test_bad_input_is_refused_with_22023_and_stores_nothing(
     assert sql.execute(
         "select (select count(*) from public.users) as users, (select count(*) from public.whatsapp_messages) as m"
     ).fetchone() == {"users": 0, "m": 0}
+
+
+def test_absent_body_media_and_name_are_stored_as_empty(sql: Conn) -> None:
+    """A media-only or nameless delivery passes nulls: stored as '' and [], and a blank name as no name."""
+    row = sql.execute(
+        "select * from public.receive_whatsapp_message('SM00000000000000000000000000000004', '+14155550129',"
+        " null, '   ', null)"
+    ).fetchone()
+    assert row is not None and row["duplicate"] is False
+    stored = sql.execute(
+        "select m.body, m.media, m.profile_name, u.full_name from public.whatsapp_messages m"
+        " join public.users u on u.id = m.user_id"
+    ).fetchone()
+    assert stored == {"body": "", "media": [], "profile_name": None, "full_name": None}
