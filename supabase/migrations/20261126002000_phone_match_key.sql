@@ -14,20 +14,26 @@
 --             10-digit number. Key: without the 9.
 -- Every other number is its own key.
 
+-- plpgsql rather than sql: a sql function with a set clause is never inlined, and
+-- PostgreSQL 15 parses and plans its body on every call, which made this key the largest
+-- single cost of a sender lookup (it is also computed for the unique index on every
+-- insert). plpgsql keeps the expression's plan for the session: ~30 us less per call.
 create or replace function private.phone_match_key(phone text)
 returns text
-language sql
+language plpgsql
 immutable
 strict
 parallel safe
 set search_path = ''
 as $$
-  select case
+begin
+  return case
     when phone ~ '^\+55[1-9][1-9][6-9][0-9]{7}$' then '+55' || substr(phone, 4, 2) || '9' || substr(phone, 6)
     when phone ~ '^\+521[0-9]{10}$' then '+52' || substr(phone, 5)
     when phone ~ '^\+549[0-9]{10}$' then '+54' || substr(phone, 5)
     else phone
-  end
+  end;
+end;
 $$;
 
 comment on function private.phone_match_key(text) is
