@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         # 5a. SQL profile: the existing-user call taken apart (pgbench, 8 connections), then
         # pg_stat_statements with nested statements tracked.
         results["sql_layers"] = []
-        for workload in ("select 1", *pgbench.PROFILE_SCRIPTS, "get_or_create existing"):
+        for workload in ("select 1", "bare index lookup", *pgbench.PROFILE_SCRIPTS, "get_or_create existing"):
             r = pgbench.run(server, workload, 8, scale_s, users)
             log(f"  layer {workload:<38} {r.rate:9.0f}/s p50 {r.p50_ms:.3f} ms")
             results["sql_layers"].append(r.as_dict())
@@ -239,7 +239,7 @@ def run_relay(server: Any, work: Path, users: int, seconds: float) -> dict[str, 
     out: dict[str, Any] = {"runs": []}
     relay_rate: dict[int, float] = {}
     for workers in (1, 2):
-        for kind in ("baseline", "relay"):
+        for kind in ("baseline", "floor", "relay"):
             srv = relay.Server(kind, workers, server, work / f"{kind}-{workers}.log")
             try:
                 # Warm-up: connections opened, plans cached, pools filled.

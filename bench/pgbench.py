@@ -38,6 +38,19 @@ SCRIPTS: dict[str, str] = {
     "bare insert": NEW_PHONE
     + "\ninsert into bench.bare_users (phone_number, full_name) values ('+1' || :n, 'Bench')"
     " on conflict do nothing;",
+    # The floor under any existing-user call: the lookup the unique index serves (on
+    # private.phone_match_key(phone_number)), with no function around it and no validation.
+    "bare index lookup": "{existing}\nselect * from public.users where private.phone_match_key(phone_number)"
+    f" = private.phone_match_key('+44' || ({EXISTING_BASE}::bigint + :i));",
+    # The floor under a first contact's receive: the profile and its message inserted by one
+    # statement into tables of the same shape (two rows, as the call must write).
+    "bare two-row insert": SID
+    + "\n"
+    + NEW_PHONE
+    + "\nwith profile as (insert into bench.bare_users (phone_number, full_name) values ('+1' || :n, 'Bench')"
+    " on conflict do nothing returning id)"
+    " insert into bench.bare_messages (message_sid, user_id, body, profile_name)"
+    " select 'SM' || :s1 || :s2, id, 'hello', 'Bench' from profile on conflict do nothing;",
     # Ours.
     "get_or_create existing": "{existing}\nselect * from public.get_or_create_whatsapp_user("
     f"'+44' || ({EXISTING_BASE}::bigint + :i), 'Bench');",
@@ -55,23 +68,10 @@ SCRIPTS: dict[str, str] = {
 
 # The existing-user call taken apart, for the profile: each layer's cost is the difference.
 PROFILE_SCRIPTS: dict[str, str] = {
-    # The lookup the unique index serves (on private.phone_match_key(phone_number) since the
-    # equivalent-numbers migration), with no function around it.
-    "bare index lookup": "{existing}\nselect * from public.users where private.phone_match_key(phone_number)"
-    f" = private.phone_match_key('+44' || ({EXISTING_BASE}::bigint + :i));",
     "private.normalize_phone only": "{existing}\nselect private.normalize_phone("
     f"'+44' || ({EXISTING_BASE}::bigint + :i), 'phone');",
     "private.whatsapp_user (plpgsql) only": "{existing}\nselect * from private.whatsapp_user("
     f"'+44' || ({EXISTING_BASE}::bigint + :i), 'Bench');",
-}
-
-BASELINE_OF = {
-    "select 1": None,
-    "bare insert": None,
-    "get_or_create existing": ("select 1", 0.8),
-    "get_or_create new": ("bare insert", 0.6),
-    "receive existing sender": ("bare insert", 0.6),
-    "receive new sender": ("bare insert", 0.6),
 }
 
 

@@ -42,7 +42,7 @@ CONNECTIONS = 64
 
 @dataclass
 class HttpRun:
-    server: str  # "relay" or "baseline"
+    server: str  # "relay", "baseline" or "floor" (see bench/baseline_app.py)
     workers: int
     connections: int
     think_ms: float
@@ -117,14 +117,19 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
 
 
 class Server:
-    """`uvicorn --factory` in its own process: the relay (`glue.app:app_from_environment`) or the baseline."""
+    """`uvicorn --factory` in its own process: the relay (`glue.app:app_from_environment`), the
+    baseline or the floor (bench/baseline_app.py)."""
 
     def __init__(self, kind: str, workers: int, db: EmbeddedPostgres, log_path: Path) -> None:
         self.kind = kind
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        factory = "glue.app:app_from_environment" if kind == "relay" else "bench.baseline_app:create"
+        factory = {
+            "relay": "glue.app:app_from_environment",
+            "baseline": "bench.baseline_app:create",
+            "floor": "bench.baseline_app:create_floor",
+        }[kind]
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
