@@ -173,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         # 5a. SQL profile: the existing-user call taken apart (pgbench, 8 connections), then
         # pg_stat_statements with nested statements tracked.
         results["sql_layers"] = []
-        for workload in ("select 1", "bare index lookup", *pgbench.PROFILE_SCRIPTS, "get_or_create existing"):
+        for workload in (
+            "select 1",
+            "floor: existing sender",
+            *pgbench.PROFILE_SCRIPTS,
+            "get_or_create existing",
+        ):
             r = pgbench.run(server, workload, 8, scale_s, users)
             log(f"  layer {workload:<38} {r.rate:9.0f}/s p50 {r.p50_ms:.3f} ms")
             results["sql_layers"].append(r.as_dict())
@@ -207,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         # 4. Reference: the naive flow vs ours, same driver, same load.
         results["naive"] = []
         for index, variant in enumerate(("naive", "naive + unique", "ours")):
-            r = naive.run(server, variant, index, rpc_s)
-            log(f"  naive {variant:<15} {r.rate:8.0f}/s duplicates {r.duplicates} errors {r.errors}")
-            results["naive"].append(r.as_dict())
+            flow = naive.run(server, variant, index, rpc_s)
+            log(f"  naive {variant:<15} {flow.rate:8.0f}/s duplicates {flow.duplicates} errors {flow.errors}")
+            results["naive"].append(flow.as_dict())
         db_platform.clear_new_rows(server)
 
         # 3. Relay.

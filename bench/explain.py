@@ -7,12 +7,14 @@ the client as a notice instead of in the server log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import psycopg
 
 from bench.platform import EXISTING_BASE
 from glue.devdb import EmbeddedPostgres
 
-CALLS = {
+CALLS: dict[str, tuple[str, Callable[[int, int], tuple[str, ...]]]] = {
     "get_or_create existing": (
         "select * from public.get_or_create_whatsapp_user(%s, 'Bench')",
         lambda users, k: (f"+44{EXISTING_BASE + users // 2 + k}",),

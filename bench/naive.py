@@ -100,9 +100,12 @@ def _thread(
 def _process(url: str, variant: str, numbers: list[str], seconds: float, barrier: Any, queue: Any) -> None:
     out: list[tuple[int, int, int, list[float]]] = []
     deadline_box = [0.0]
-    local = threading.Barrier(
-        THREADS, action=lambda: (barrier.wait(), deadline_box.__setitem__(0, time.monotonic() + seconds))
-    )
+
+    def start_together() -> None:
+        barrier.wait()  # every process's threads, then the clock
+        deadline_box[0] = time.monotonic() + seconds
+
+    local = threading.Barrier(THREADS, action=start_together)
     threads = [
         threading.Thread(target=_thread, args=(url, variant, numbers, local, deadline_box, out))
         for _ in range(THREADS)

@@ -38,19 +38,28 @@ SCRIPTS: dict[str, str] = {
     "bare insert": NEW_PHONE
     + "\ninsert into bench.bare_users (phone_number, full_name) values ('+1' || :n, 'Bench')"
     " on conflict do nothing;",
-    # The floor under any existing-user call: the lookup the unique index serves (on
-    # private.phone_match_key(phone_number)), with no function around it and no validation.
-    "bare index lookup": "{existing}\nselect * from public.users where private.phone_match_key(phone_number)"
-    f" = private.phone_match_key('+44' || ({EXISTING_BASE}::bigint + :i));",
-    # The floor under a first contact's receive: the profile and its message inserted by one
-    # statement into tables of the same shape (two rows, as the call must write).
-    "bare two-row insert": SID
+    # Floors: the rows each of our calls must read and write, as one plain SQL statement on the
+    # same tables (no function, no validation, no merge logic). What no implementation can beat.
+    "floor: existing sender": "{existing}\nselect * from public.users as u where"
+    f" private.phone_match_key(u.phone_number) = private.phone_match_key('+44' || ({EXISTING_BASE}::bigint + :i));",
+    "floor: new sender": NEW_PHONE
+    + "\ninsert into public.users (phone_number, full_name) select '+1' || :n, 'Bench' where not exists"
+    " (select from public.users as u where private.phone_match_key(u.phone_number) = private.phone_match_key('+1' || :n))"
+    " on conflict do nothing returning *;",
+    "floor: message, known sender": SID
+    + "\n{existing}\ninsert into public.whatsapp_messages (message_sid, user_id, body, profile_name)"
+    " select 'SM' || :s1 || :s2, u.id, 'hello', 'Bench' from public.users as u where"
+    f" private.phone_match_key(u.phone_number) = private.phone_match_key('+44' || ({EXISTING_BASE}::bigint + :i))"
+    " on conflict do nothing returning *;",
+    "floor: message, new sender": SID
     + "\n"
     + NEW_PHONE
-    + "\nwith profile as (insert into bench.bare_users (phone_number, full_name) values ('+1' || :n, 'Bench')"
+    + "\nwith profile as (insert into public.users (phone_number, full_name) select '+1' || :n, 'Bench'"
+    " where not exists (select from public.users as u where"
+    " private.phone_match_key(u.phone_number) = private.phone_match_key('+1' || :n))"
     " on conflict do nothing returning id)"
-    " insert into bench.bare_messages (message_sid, user_id, body, profile_name)"
-    " select 'SM' || :s1 || :s2, id, 'hello', 'Bench' from profile on conflict do nothing;",
+    " insert into public.whatsapp_messages (message_sid, user_id, body, profile_name, user_created)"
+    " select 'SM' || :s1 || :s2, id, 'hello', 'Bench', true from profile on conflict do nothing returning *;",
     # Ours.
     "get_or_create existing": "{existing}\nselect * from public.get_or_create_whatsapp_user("
     f"'+44' || ({EXISTING_BASE}::bigint + :i), 'Bench');",

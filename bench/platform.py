@@ -24,10 +24,6 @@ create schema if not exists bench;
 -- indexes as public.users (like ... including all copies all but the foreign key).
 drop table if exists bench.bare_users;
 create table bench.bare_users (like public.users including all);
--- The floor under a first contact (a profile and its first message, two rows): messages of
--- the same shape as public.whatsapp_messages, without its foreign key.
-drop table if exists bench.bare_messages;
-create table bench.bare_messages (like public.whatsapp_messages including all);
 
 -- The naive flow's tables: without and with a unique constraint on phone_number.
 drop table if exists bench.naive_users;
@@ -108,9 +104,7 @@ def clear_new_rows(server: EmbeddedPostgres) -> None:
     with admin(server) as conn:
         conn.execute("delete from public.whatsapp_messages where message_sid not like 'SMload%'")
         conn.execute("delete from public.users where phone_number not like '+447%'")
-        conn.execute(
-            "truncate bench.bare_users, bench.bare_messages, bench.naive_users, bench.naive_users_unique"
-        )
+        conn.execute("truncate bench.bare_users, bench.naive_users, bench.naive_users_unique")
         conn.execute("vacuum (analyze) public.users, public.whatsapp_messages")
         conn.execute("checkpoint")
 
