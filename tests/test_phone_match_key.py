@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -59,3 +60,21 @@ def test_landline_and_mobile_with_the_same_eight_digits_stay_apart(sql: Conn) ->
         " private.phone_match_key('+5511932654321') as mobile"
     ).fetchone()
     assert row is not None and row["landline"] != row["mobile"]
+
+
+def test_no_number_has_no_key(sql: Conn) -> None:
+    """Profiles without a phone (app users before verification) never collide on the unique key."""
+    assert sql.execute("select private.phone_match_key(null) as k").fetchone() == {"k": None}
+
+
+def test_a_lookup_by_key_can_use_the_unique_index(sql: Conn) -> None:
+    """The expression every RPC compares is the indexed one: with sequential scans priced out, the
+    planner serves it from users_phone_match_key (a mismatch would leave a sequential scan)."""
+    sql.execute("set local enable_seqscan = off")
+    plan = sql.execute(
+        "explain (format json) select * from public.users as u"
+        " where private.phone_match_key(u.phone_number) = private.phone_match_key(%s)",
+        ("+551187654321",),
+    ).fetchone()
+    assert plan is not None
+    assert '"Index Name": "users_phone_match_key"' in json.dumps(plan["QUERY PLAN"])
