@@ -131,13 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             # Both the median and the best round's p50 are kept.
             rounds: dict[str, list[pgbench.Run]] = {}
             for _ in range(5):
-                for workload in (
-                    "select 1",
-                    "bare insert",
-                    "get_or_create existing",
-                    "get_or_create new",
-                    "receive existing sender",
-                ):
+                for workload in pgbench.SCALE_WORKLOADS:
                     r = pgbench.run(server, workload, 1, scale_s, users)
                     rounds.setdefault(workload, []).append(r)
                     if workload != "select 1":

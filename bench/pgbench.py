@@ -32,55 +32,61 @@ def existing_phone(users: int) -> str:
     return f"\\set i random(1, {users})"
 
 
+# The values the scripts' variables make: a loaded sender's digits, a new sender's number, a MessageSid.
+LOADED = f"({EXISTING_BASE}::bigint + :i)"
+EXISTING = f"'+44' || {LOADED}"
+NEW = "'+1' || :n"
+SID_VALUE = "'SM' || :s1 || :s2"
+
+
+def by_key(phone: str) -> str:
+    """The lookup every RPC makes, on the unique index's expression."""
+    return f"private.phone_match_key(u.phone_number) = private.phone_match_key({phone})"
+
+
+NEW_PROFILE = (
+    f"insert into public.users (phone_number, full_name) select {NEW}, 'Bench'"
+    f" where not exists (select from public.users as u where {by_key(NEW)}) on conflict do nothing"
+)
+
 SCRIPTS: dict[str, str] = {
     # Baselines.
     "select 1": "select 1;",
-    "bare insert": NEW_PHONE
-    + "\ninsert into bench.bare_users (phone_number, full_name) values ('+1' || :n, 'Bench')"
+    "bare insert": f"{NEW_PHONE}\ninsert into bench.bare_users (phone_number, full_name) values ({NEW}, 'Bench')"
     " on conflict do nothing;",
     # Floors: the rows each of our calls must read and write, as one plain SQL statement on the
     # same tables (no function, no validation, no merge logic). What no implementation can beat.
-    "floor: existing sender": "{existing}\nselect * from public.users as u where"
-    f" private.phone_match_key(u.phone_number) = private.phone_match_key('+44' || ({EXISTING_BASE}::bigint + :i));",
-    "floor: new sender": NEW_PHONE
-    + "\ninsert into public.users (phone_number, full_name) select '+1' || :n, 'Bench' where not exists"
-    " (select from public.users as u where private.phone_match_key(u.phone_number) = private.phone_match_key('+1' || :n))"
+    "floor: existing sender": f"{{existing}}\nselect * from public.users as u where {by_key(EXISTING)};",
+    "floor: new sender": f"{NEW_PHONE}\n{NEW_PROFILE} returning *;",
+    "floor: message, known sender": f"{SID}\n{{existing}}\n"
+    "insert into public.whatsapp_messages (message_sid, user_id, body, profile_name)"
+    f" select {SID_VALUE}, u.id, 'hello', 'Bench' from public.users as u where {by_key(EXISTING)}"
     " on conflict do nothing returning *;",
-    "floor: message, known sender": SID
-    + "\n{existing}\ninsert into public.whatsapp_messages (message_sid, user_id, body, profile_name)"
-    " select 'SM' || :s1 || :s2, u.id, 'hello', 'Bench' from public.users as u where"
-    f" private.phone_match_key(u.phone_number) = private.phone_match_key('+44' || ({EXISTING_BASE}::bigint + :i))"
-    " on conflict do nothing returning *;",
-    "floor: message, new sender": SID
-    + "\n"
-    + NEW_PHONE
-    + "\nwith profile as (insert into public.users (phone_number, full_name) select '+1' || :n, 'Bench'"
-    " where not exists (select from public.users as u where"
-    " private.phone_match_key(u.phone_number) = private.phone_match_key('+1' || :n))"
-    " on conflict do nothing returning id)"
+    "floor: message, new sender": f"{SID}\n{NEW_PHONE}\nwith profile as ({NEW_PROFILE} returning id)"
     " insert into public.whatsapp_messages (message_sid, user_id, body, profile_name, user_created)"
-    " select 'SM' || :s1 || :s2, id, 'hello', 'Bench', true from profile on conflict do nothing returning *;",
+    f" select {SID_VALUE}, id, 'hello', 'Bench', true from profile on conflict do nothing returning *;",
     # Ours.
-    "get_or_create existing": "{existing}\nselect * from public.get_or_create_whatsapp_user("
-    f"'+44' || ({EXISTING_BASE}::bigint + :i), 'Bench');",
-    "get_or_create new": NEW_PHONE
-    + "\nselect * from public.get_or_create_whatsapp_user('+1' || :n, 'Bench');",
-    "receive existing sender": SID
-    + "\n{existing}\nselect * from public.receive_whatsapp_message('SM' || :s1 || :s2,"
-    f" 'whatsapp:+44' || ({EXISTING_BASE}::bigint + :i), 'hello', 'Bench', '[]');",
-    "receive new sender": SID
-    + "\n"
-    + NEW_PHONE
-    + "\nselect * from public.receive_whatsapp_message('SM' || :s1 || :s2,"
+    "get_or_create existing": f"{{existing}}\nselect * from public.get_or_create_whatsapp_user({EXISTING}, 'Bench');",
+    "get_or_create new": f"{NEW_PHONE}\nselect * from public.get_or_create_whatsapp_user({NEW}, 'Bench');",
+    "receive existing sender": f"{SID}\n{{existing}}\nselect * from public.receive_whatsapp_message({SID_VALUE},"
+    f" 'whatsapp:+44' || {LOADED}, 'hello', 'Bench', '[]');",
+    "receive new sender": f"{SID}\n{NEW_PHONE}\nselect * from public.receive_whatsapp_message({SID_VALUE},"
     " 'whatsapp:+1' || :n, 'hello', 'Bench', '[]');",
 }
 
+# The workloads measured as the users table grows (section 2).
+SCALE_WORKLOADS = (
+    "select 1",
+    "bare insert",
+    "get_or_create existing",
+    "get_or_create new",
+    "receive existing sender",
+)
+
 # The existing-user call taken apart, for the profile: each layer's cost is the difference.
 PROFILE_SCRIPTS: dict[str, str] = {
-    "private.normalize_phone only": "{existing}\nselect private.normalize_phone("
-    f"'+44' || ({EXISTING_BASE}::bigint + :i), 'phone');",
-    "private.whatsapp_user (plpgsql) only": "{existing}\nselect * from private.whatsapp_user("
-    f"'+44' || ({EXISTING_BASE}::bigint + :i), 'Bench');",
+    "private.normalize_phone only": f"{{existing}}\nselect private.normalize_phone({EXISTING}, 'phone');",
+    "private.whatsapp_user (plpgsql) only": f"{{existing}}\nselect * from private.whatsapp_user({EXISTING}, 'Bench');",
 }
 
 
