@@ -124,6 +124,25 @@ comment on function private.merge_profiles(uuid, uuid) is
   'Moves every row referencing the absorbed profile to the survivor, deletes the absorbed profile, gives the survivor its auth_id, email, phone and BSUID where the survivor has none (and its name likewise); returns {"table": rows moved}. Raises 23505 naming the table when a move breaks a unique constraint.';
 revoke execute on function private.merge_profiles(uuid, uuid) from public, anon, authenticated;
 
+-- A named row type for what private.whatsapp_user and get_or_create_whatsapp_user return.
+-- `returns table` cannot serve the public function: a plpgsql function may not have an
+-- argument and a result column of one name, and both are whatsapp_user_id there. And a
+-- call of a function returning one row of a named type is a simple expression to plpgsql:
+-- no query to run and no result set to build, which a set-returning function needs.
+create type public.whatsapp_sender as (
+  id uuid,
+  auth_id uuid,
+  phone_number text,
+  whatsapp_user_id text,
+  email text,
+  full_name text,
+  created_at timestamptz,
+  updated_at timestamptz,
+  created boolean
+);
+comment on type public.whatsapp_sender is
+  'A WhatsApp sender''s profile columns, and created = true only for the call that inserted the profile: what private.whatsapp_user and get_or_create_whatsapp_user return.';
+
 -- The profile of a WhatsApp sender by phone, BSUID or both. Race-free without
 -- select-then-insert: unique indexes arbitrate through insert ... on conflict do
 -- nothing, and every path that loses a race looks again. `lock_found` (for
@@ -138,7 +157,7 @@ create or replace function private.whatsapp_user(
   whatsapp_user_id text default null,
   lock_found boolean default false
 )
-returns table (profile public.users, created boolean)
+returns public.whatsapp_sender
 language plpgsql
 set search_path = ''
 as $$
@@ -149,6 +168,8 @@ declare
   by_phone public.users;
   by_bsuid public.users;
   found_profile public.users;
+  inserted boolean := false;
+  settled boolean := false;
   moved jsonb;
   lock_in_lookup boolean;
   lock_after boolean;
@@ -206,8 +227,9 @@ begin
           continue;
         end if;
       end if;
-      return query select by_phone, false;
-      return;
+      found_profile := by_phone;
+      settled := true;
+      exit;
     end if;
 
     if by_phone.id is not null and by_bsuid.id is not null then
@@ -226,8 +248,8 @@ begin
         'inbound_message'
       );
       select * into found_profile from public.users as u where u.id = by_phone.id;
-      return query select found_profile, false;
-      return;
+      settled := true;
+      exit;
     end if;
 
     found_profile := case when by_phone.id is not null then by_phone else by_bsuid end;
@@ -256,8 +278,8 @@ begin
           continue;  -- merged away or erased since the unlocked lookup
         end if;
       end if;
-      return query select found_profile, false;
-      return;
+      settled := true;
+      exit;
     end if;
 
     insert into public.users (phone_number, whatsapp_user_id, full_name)
@@ -265,15 +287,22 @@ begin
     on conflict do nothing
     returning * into found_profile;
     if found_profile.id is not null then
-      return query select found_profile, true;
-      return;
+      inserted := true;
+      settled := true;
+      exit;
     end if;
     -- Another transaction inserted this phone or BSUID first and has committed (on
     -- conflict waited for it): the next look finds its row.
   end loop;
-  raise exception using
-    errcode = '40001',
-    message = format('could not settle the profile of phone %s / BSUID %s; retry', normalized_phone, bsuid);
+  if not settled then
+    raise exception using
+      errcode = '40001',
+      message = format('could not settle the profile of phone %s / BSUID %s; retry', normalized_phone, bsuid);
+  end if;
+  return (
+    found_profile.id, found_profile.auth_id, found_profile.phone_number, found_profile.whatsapp_user_id,
+    found_profile.email, found_profile.full_name, found_profile.created_at, found_profile.updated_at, inserted
+  )::public.whatsapp_sender;
 end;
 $$;
 
@@ -305,22 +334,6 @@ revoke execute on function private.release_profile_of_deleted_auth_user() from p
 -- public rpcs -----------------------------------------------------------------
 drop function public.get_or_create_whatsapp_user(text, text);
 
--- A named row type rather than `returns table`: a plpgsql function may not have an
--- argument and a result column of one name, and both are whatsapp_user_id here.
-create type public.whatsapp_sender as (
-  id uuid,
-  auth_id uuid,
-  phone_number text,
-  whatsapp_user_id text,
-  email text,
-  full_name text,
-  created_at timestamptz,
-  updated_at timestamptz,
-  created boolean
-);
-comment on type public.whatsapp_sender is
-  'What get_or_create_whatsapp_user returns: the sender''s profile columns, and created = true only for the call that inserted it.';
-
 create or replace function public.get_or_create_whatsapp_user(
   phone text default null,
   profile_name text default null,
@@ -334,14 +347,11 @@ as $$
 -- plpgsql rather than sql: PostgreSQL plans a non-inlined sql function's body on every
 -- call, while plpgsql keeps the plan for the session (a third of the call's cost).
 begin
-  return query
-    select (w.profile).id, (w.profile).auth_id, (w.profile).phone_number, (w.profile).whatsapp_user_id,
-           (w.profile).email, (w.profile).full_name, (w.profile).created_at, (w.profile).updated_at, w.created
-    from private.whatsapp_user(
-      get_or_create_whatsapp_user.phone,
-      get_or_create_whatsapp_user.profile_name,
-      get_or_create_whatsapp_user.whatsapp_user_id
-    ) as w;
+  return next private.whatsapp_user(
+    get_or_create_whatsapp_user.phone,
+    get_or_create_whatsapp_user.profile_name,
+    get_or_create_whatsapp_user.whatsapp_user_id
+  );
 end;
 $$;
 
@@ -369,9 +379,7 @@ as $$
 declare
   sid text := btrim(receive_whatsapp_message.message_sid);
   attachments jsonb := coalesce(receive_whatsapp_message.media, '[]'::jsonb);
-  sender_id uuid;
-  sender_created boolean;
-  stored public.whatsapp_messages;
+  sender public.whatsapp_sender;
 begin
   if sid is null or sid !~ '^[A-Za-z0-9]{2,64}$' then
     raise exception using
@@ -388,33 +396,34 @@ begin
 
   -- The sender first (it validates phone and BSUID, raising 22023 before anything is
   -- written), then the message; a redelivery finds the sender and stores nothing.
-  select (w.profile).id, w.created into sender_id, sender_created
-  from private.whatsapp_user(
+  sender := private.whatsapp_user(
     receive_whatsapp_message.phone,
     receive_whatsapp_message.profile_name,
     receive_whatsapp_message.whatsapp_user_id,
     lock_found => true
-  ) as w;
+  );
 
-  insert into public.whatsapp_messages (message_sid, user_id, body, media, profile_name, user_created)
+  insert into public.whatsapp_messages as m (message_sid, user_id, body, media, profile_name, user_created)
   values (
     sid,
-    sender_id,
+    sender.id,
     coalesce(receive_whatsapp_message.body, ''),
     attachments,
     nullif(btrim(receive_whatsapp_message.profile_name), ''),
-    sender_created
+    sender.created
   )
   on conflict (message_sid) do nothing
-  returning * into stored;
-  if stored.id is not null then
-    return query select stored.user_id, stored.id, stored.user_created, false;
+  returning m.user_id, m.id, m.user_created, false into user_id, message_id, user_created, duplicate;
+  if found then
+    return next;
     return;
   end if;
 
   -- A redelivery: the first delivery stored it (perhaps concurrently, just now).
-  select * into stored from public.whatsapp_messages as m where m.message_sid = sid;
-  return query select stored.user_id, stored.id, stored.user_created, true;
+  select m.user_id, m.id, m.user_created, true into user_id, message_id, user_created, duplicate
+  from public.whatsapp_messages as m
+  where m.message_sid = sid;
+  return next;
 end;
 $$;
 

@@ -81,7 +81,7 @@ create or replace function private.whatsapp_user(
   whatsapp_user_id text default null,
   lock_found boolean default false
 )
-returns table (profile public.users, created boolean)
+returns public.whatsapp_sender
 language plpgsql
 set search_path = ''
 as $$
@@ -93,6 +93,8 @@ declare
   by_phone public.users;
   by_bsuid public.users;
   found_profile public.users;
+  inserted boolean := false;
+  settled boolean := false;
   moved jsonb;
   lock_in_lookup boolean;
   lock_after boolean;
@@ -153,8 +155,9 @@ begin
           continue;
         end if;
       end if;
-      return query select by_phone, false;
-      return;
+      found_profile := by_phone;
+      settled := true;
+      exit;
     end if;
 
     if by_phone.id is not null and by_bsuid.id is not null then
@@ -175,8 +178,8 @@ begin
         'inbound_message'
       );
       select * into found_profile from public.users as u where u.id = by_phone.id;
-      return query select found_profile, false;
-      return;
+      settled := true;
+      exit;
     end if;
 
     found_profile := case when by_phone.id is not null then by_phone else by_bsuid end;
@@ -212,8 +215,8 @@ begin
           continue;  -- merged away or erased since the unlocked lookup
         end if;
       end if;
-      return query select found_profile, false;
-      return;
+      settled := true;
+      exit;
     end if;
 
     insert into public.users (phone_number, whatsapp_user_id, full_name)
@@ -221,15 +224,22 @@ begin
     on conflict do nothing
     returning * into found_profile;
     if found_profile.id is not null then
-      return query select found_profile, true;
-      return;
+      inserted := true;
+      settled := true;
+      exit;
     end if;
     -- Another transaction inserted this phone or BSUID first and has committed (on
     -- conflict waited for it): the next look finds its row.
   end loop;
-  raise exception using
-    errcode = '40001',
-    message = format('could not settle the profile of phone %s / BSUID %s; retry', normalized_phone, bsuid);
+  if not settled then
+    raise exception using
+      errcode = '40001',
+      message = format('could not settle the profile of phone %s / BSUID %s; retry', normalized_phone, bsuid);
+  end if;
+  return (
+    found_profile.id, found_profile.auth_id, found_profile.phone_number, found_profile.whatsapp_user_id,
+    found_profile.email, found_profile.full_name, found_profile.created_at, found_profile.updated_at, inserted
+  )::public.whatsapp_sender;
 end;
 $$;
 
