@@ -1,9 +1,9 @@
 """The benchmark's database: the embedded Supabase-shaped platform, plus a `bench` schema.
 
-The `bench` schema holds the baselines' tables (same shape and indexes as public.users) and
-the naive flow's tables. pg_stat_statements and auto_explain are loaded for the profile
-phase only; measurement runs keep pg_stat_statements.track = none so the baselines and our
-functions pay the same (near zero) hook cost.
+The `bench` schema holds the baselines' tables (same shape and indexes as public.users), the
+RPC floors' functions (bench.pgbench.RPC_FLOORS_SQL) and the naive flow's tables.
+pg_stat_statements and auto_explain are loaded for the profile phase only; measurement runs keep
+pg_stat_statements.track = none so the baselines and our functions pay the same (near zero) hook cost.
 """
 
 from __future__ import annotations
@@ -54,8 +54,11 @@ def start() -> EmbeddedPostgres:
         conn.execute("alter system set pg_stat_statements.track = 'none'")
         conn.execute("select pg_reload_conf()")
         conn.execute("grant all on schema extensions to postgres")
+    from bench.pgbench import RPC_FLOORS_SQL  # pgbench imports this module's constants
+
     with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
         conn.execute(SETUP_SQL)
+        conn.execute(RPC_FLOORS_SQL)
     return server
 
 
