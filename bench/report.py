@@ -148,17 +148,27 @@ def generated(results: dict[str, Any]) -> str:
     rpc = _runs(results, "rpc")
     w("### 1. RPC calls (pgbench, prepared statements; existing senders drawn from the loaded users)\n")
     users = rpc[0]["users"] if rpc else 0
+    rounds = len(rpc[0].get("round_rates", [])) if rpc else 0
     w(
-        f"{users:,} existing users loaded. Ratio = calls/s over the baseline's calls/s at the same connection count.\n"
+        f"{users:,} existing users loaded. Ratio = calls/s over the baseline's calls/s at the same connection count."
+        + (
+            f" Every row is the median of {rounds} rounds of {rpc[0]['seconds']:.0f} s, each round running every"
+            " workload at that connection count in turn; *rounds* lists each round's calls/s, the spread"
+            " being what this machine's noise does to one figure."
+            if rounds > 1
+            else ""
+        )
+        + "\n"
     )
     w(
         "CPU columns: % of one core during the run (the machine has 200 %); *other* is what the rest of"
         " this shared machine used meanwhile (other engineers' test runs).\n"
     )
     w(
-        "| call | conns | calls/s | p50 ms | p99 ms | ratio | target | met | pgbench CPU | postgres CPU | other CPU |"
+        "| call | conns | calls/s | p50 ms | p99 ms | ratio | target | met | pgbench CPU | postgres CPU | other CPU"
+        " | rounds (calls/s) |"
     )
-    w("|---|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|")
+    w("|---|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|")
     floors = {floor: call for of in (FLOOR_OF, RPC_FLOOR_OF) for call, floor in of.items()}
     for workload in (*BASELINES, *floors, *OURS):
         for clients in (1, 8, 32):
@@ -195,6 +205,7 @@ def generated(results: dict[str, Any]) -> str:
                 f"| {workload} | {clients} | {_fmt(r['rate'])} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {ratio} | {target} | {met} |"
                 f" {r['driver_cpu_pct']:.0f}% | {r.get('postgres_cpu_pct', 0):.0f}% |"
                 f" {max(0.0, r.get('machine_cpu_pct', 0) - r.get('postgres_cpu_pct', 0) - r['driver_cpu_pct']):.0f}% |"
+                f" {' / '.join(_fmt(x) for x in r.get('round_rates', []))} |"
             )
     w("")
 
