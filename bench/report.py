@@ -133,7 +133,8 @@ def generated(results: dict[str, Any]) -> str:
     w = out.append
     w(
         f"Run of {m['date']} at commit `{m['git']}`, {results['elapsed_s'] / 60:.1f} minutes, every figure below from"
-        " this one run (ratios compare runs taken minutes apart on the same machine and database).\n"
+        " this one run (ratios compare runs on the same machine and database, within a minute of each other in"
+        " table 1's rounds).\n"
     )
     w("| machine | |\n|---|---|")
     w(f"| cores | {m['cores']} ({m['cpu']}) |")
