@@ -18,6 +18,10 @@ ACCEPTED = [
     ("+5511987654321", "+5511987654321"),
     ("+1234567", "+1234567"),
     ("+123456789012345", "+123456789012345"),
+    ("whatsapp:+1234567", "+1234567"),
+    ("whatsapp:+123456789012345", "+123456789012345"),
+    ("whatsapp: +14155550123", "+14155550123"),
+    (" whatsapp:+14155550123", "+14155550123"),
 ]
 
 REFUSED = [
@@ -58,6 +62,34 @@ def test_refused_forms_raise_22023_naming_the_field(
     if message is not None:
         assert diag.message_primary == message
     assert diag.message_hint is not None and "+14155550123" in diag.message_hint
+
+
+# Twilio's own form takes a shortcut; the same digits behind 'WhatsApp:' take the general path.
+SHORTCUT_EDGES = [
+    "+1234567",
+    "+123456789012345",
+    "+123456",
+    "+1234567890123456",
+    "+0155550123",
+    "++14155550123",
+    "+",
+    "+14155550123 ",
+]
+
+
+@pytest.mark.parametrize("number", SHORTCUT_EDGES)
+def test_the_shortcut_for_twilios_form_agrees_with_the_general_path(
+    sql: psycopg.Connection[dict[str, Any]], number: str
+) -> None:
+    """'whatsapp:' + a number gives what the general clean-up gives: the same E.164, or a refusal."""
+    outcomes = []
+    for prefix in ("whatsapp:", "WhatsApp:"):
+        try:
+            row = sql.execute("select private.normalize_phone(%s) as phone", (prefix + number,)).fetchone()
+            outcomes.append(("accepted", row["phone"] if row else None))
+        except psycopg.errors.InvalidParameterValue:
+            outcomes.append(("refused", None))
+    assert outcomes[0] == outcomes[1]
 
 
 def test_the_field_name_is_the_callers(sql: psycopg.Connection[dict[str, Any]]) -> None:

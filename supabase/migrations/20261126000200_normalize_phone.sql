@@ -12,6 +12,12 @@ declare
   cleaned text;
   digits text;
 begin
+  -- What Twilio sends ('whatsapp:+<E.164>') and E.164 itself take one match instead of the
+  -- clean-up below, which gives them the same result: every RPC call and trigger runs this.
+  if raw ~ '^(whatsapp:)?\+[1-9][0-9]{6,14}$' then
+    return substr(raw, strpos(raw, '+'));
+  end if;
+
   cleaned := btrim(regexp_replace(raw, '^\s*whatsapp:', '', 'i'));
   if cleaned is null or cleaned = '' then
     raise exception using
