@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from bench import explain, naive, pgbench, relay, report
+from bench import explain, inserver, naive, pgbench, relay, report
 from bench import platform as db_platform
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
             ]
             db_platform.set_tracking(server, "none")
             db_platform.clear_new_rows(server)
+
+        # 5c. The server's own time per call, layer by layer, in one transaction and one per call.
+        log("in-server time per call, layer by layer")
+        results["in_server"] = [
+            layer.as_dict() for layer in inserver.run(server, users, 2_000 if quick else 20_000)
+        ]
+        db_platform.clear_new_rows(server)
 
         # 4. Reference: the naive flow vs ours, same driver, same load.
         results["naive"] = []

@@ -297,6 +297,21 @@ def generated(results: dict[str, Any]) -> str:
                 )
             w("")
 
+    in_server = _runs(results, "in_server")
+    if in_server:
+        w("### 5c. The server's own time per call (a `do` loop on one connection, timed inside PostgreSQL)\n")
+        w(
+            f"{in_server[0]['calls']:,} calls per layer, each layer twice: every call in one transaction, and every"
+            " call committed on its own as an RPC request is. The difference is paid once per transaction:"
+            " plpgsql builds each expression it evaluates again in every new transaction.\n"
+        )
+        w("| layer | µs per call, one transaction | µs per call, own transaction | per-transaction part |")
+        w("|---|---:|---:|---:|")
+        for r in in_server:
+            own, one = r["own_transaction_us"], r["one_transaction_us"]
+            w(f"| {r['layer']} | {one:.1f} | {own:.1f} | {own - one:.1f} |")
+        w("")
+
     nv = _runs(results, "naive")
     if nv:
         w("### 4. Reference: the naive flow (select, then insert if missing) vs ours\n")
