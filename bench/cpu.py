@@ -32,6 +32,15 @@ def _machine_busy() -> float:
     return (sum(cpu[:8]) - idle) / TICKS
 
 
+def _is_worker(pid: int) -> bool:
+    """A uvicorn worker process (multiprocessing spawn), not the supervisor's resource tracker."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"spawn_main" in f.read()
+    except OSError:
+        return False
+
+
 def _descendants(table: dict[int, tuple[int, float]], root: int) -> set[int]:
     found = {root}
     grew = True
@@ -75,7 +84,14 @@ class CpuMeter:
             pids = _descendants(self.last, root)
             return sum(self.last[p][1] - self.before.get(p, (0, 0.0))[1] for p in pids)
 
+        # With several workers, the least busy one's CPU over the busiest one's: near 1 when the
+        # kernel spread the load generator's connections, near 0 when one worker accepted them all.
+        workers = [
+            used(pid) for pid, (ppid, _) in self.last.items() if ppid == self.server_pid and _is_worker(pid)
+        ]
+        balance = min(workers) / max(workers) if len(workers) > 1 and max(workers) > 0 else 1.0
         return {
+            "worker_balance": balance,
             "server_cpu_pct": 100.0 * used(self.server_pid) / wall,
             "postgres_cpu_pct": 100.0 * used(self.postgres_pid) / wall,
             "machine_cpu_pct": 100.0 * busy / wall,

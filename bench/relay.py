@@ -60,6 +60,7 @@ class HttpRun:
     server_cpu_pct: float = 0.0  # uvicorn's processes, % of one core
     postgres_cpu_pct: float = 0.0  # every PostgreSQL process, % of one core
     machine_cpu_pct: float = 0.0  # the whole machine, % of one core (200 = both cores busy)
+    worker_balance: float = 1.0  # least busy worker's CPU / busiest worker's (several workers only)
     log_tail: str = ""  # the server's last log lines, kept when a run had errors
 
     def as_dict(self) -> dict[str, object]:
