@@ -70,7 +70,8 @@ def test_no_number_has_no_key(sql: Conn) -> None:
 def test_a_lookup_by_key_can_use_the_unique_index(sql: Conn) -> None:
     """The expression every RPC compares is the indexed one: with sequential scans priced out, the
     planner serves it from users_phone_match_key (a mismatch would leave a sequential scan)."""
-    sql.execute("set local enable_seqscan = off")
+    # Session-wide on this test's own connection: it is in autocommit, where `set local` does nothing.
+    sql.execute("set enable_seqscan = off")
     plan = sql.execute(
         "explain (format json) select * from public.users as u"
         " where private.phone_match_key(u.phone_number) = private.phone_match_key(%s)",
