@@ -57,7 +57,26 @@ def _per_call_us(
     offset: int,
 ) -> float:
     notices: list[str] = []
-    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+
+    def keep(diag: psycopg.errors.Diagnostic) -> None:
+        notices.append(diag.message_primary or "")
+
+    conn.add_notice_handler(keep)
+    try:
+        _run_loop(conn, statement, calls, users, commit, offset)
+    finally:
+        conn.remove_notice_handler(keep)
+    return float(notices[-1])
+
+
+def _run_loop(
+    conn: psycopg.Connection[tuple[object, ...]],
+    statement: str,
+    calls: int,
+    users: int,
+    commit: bool,
+    offset: int,
+) -> None:
     conn.execute(
         f"""
         do $$
@@ -77,7 +96,6 @@ def _per_call_us(
         end $$
         """
     )
-    return float(notices[-1])
 
 
 def run(server: EmbeddedPostgres, users: int, calls: int) -> list[Layer]:
