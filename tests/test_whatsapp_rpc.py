@@ -152,6 +152,8 @@ BAD_MESSAGES = [
     ((None, "+14155550128", "x", None, "[]"), "message_sid null is not a Twilio MessageSid"),
     (("", "+14155550128", "x", None, "[]"), "message_sid '' is not a Twilio MessageSid"),
     (("SM1; drop", "+14155550128", "x", None, "[]"), "message_sid 'SM1; drop' is not a Twilio MessageSid"),
+    (("S", "+14155550128", "x", None, "[]"), "message_sid 'S' is not a Twilio MessageSid"),
+    (("S" * 65, "+14155550128", "x", None, "[]"), f"message_sid '{'S' * 40}' is not a Twilio MessageSid"),
     (("SM4", None, "x", None, "[]"), "phone or whatsapp_user_id is required"),
     (("SM4", "  ", "x", None, "[]"), "phone or whatsapp_user_id is required"),
     (("SM4", "0415550128", "x", None, "[]"), "phone '0415550128' is not a valid international phone number"),
@@ -184,3 +186,40 @@ def test_absent_body_media_and_name_are_stored_as_empty(sql: Conn) -> None:
         " join public.users u on u.id = m.user_id"
     ).fetchone()
     assert stored == {"body": "", "media": [], "profile_name": None, "full_name": None}
+
+
+def test_message_sids_of_two_to_sixty_four_letters_and_digits_are_accepted(sql: Conn) -> None:
+    """The shortest and the longest MessageSid the RPC takes are stored as sent."""
+    for sid in ("S1", "SM" + "0" * 62):
+        row = sql.execute(
+            "select * from public.receive_whatsapp_message(%s, '+14155550130', 'x')", (sid,)
+        ).fetchone()
+        assert row is not None and row["duplicate"] is False
+    stored = sql.execute(
+        "select message_sid from public.whatsapp_messages order by length(message_sid)"
+    ).fetchall()
+    assert stored == [{"message_sid": "S1"}, {"message_sid": "SM" + "0" * 62}]
+
+
+@pytest.mark.parametrize(
+    ("sid", "error"),
+    [
+        ("S", psycopg.errors.CheckViolation),
+        ("SM-1", psycopg.errors.CheckViolation),
+        ("SM 1", psycopg.errors.CheckViolation),
+        ("S" * 65, psycopg.errors.StringDataRightTruncation),
+    ],
+    ids=["one character", "a dash", "a space", "65 characters"],
+)
+def test_the_table_refuses_a_malformed_message_sid_written_directly(
+    sql: Conn, sid: str, error: type[psycopg.Error]
+) -> None:
+    """Writers other than the RPC meet the same shape rule in the table itself."""
+    user = sql.execute(
+        "insert into public.users (phone_number) values ('+14155550131') returning id"
+    ).fetchone()
+    assert user is not None
+    with pytest.raises(error):
+        sql.execute(
+            "insert into public.whatsapp_messages (message_sid, user_id) values (%s, %s)", (sid, user["id"])
+        )

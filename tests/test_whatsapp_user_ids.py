@@ -142,7 +142,16 @@ def test_concurrent_messages_naming_two_profiles_merge_them_once(db: Database, s
 
 @pytest.mark.parametrize(
     "bad",
-    ["US", "US.", "us.1349", "USA.1349", "US.13-49", "US.1349; drop table public.users", "1349120865"],
+    [
+        "US",
+        "US.",
+        "us.1349",
+        "USA.1349",
+        "US.13-49",
+        "US.1349; drop table public.users",
+        "1349120865",
+        "US." + "1" * 129,
+    ],
 )
 def test_a_malformed_bsuid_is_refused_naming_the_field(sql: Conn, bad: str) -> None:
     """A value not shaped like a BSUID is refused with 22023 and nothing is stored."""
@@ -150,6 +159,21 @@ def test_a_malformed_bsuid_is_refused_naming_the_field(sql: Conn, bad: str) -> N
         receive(sql, "SMz1", None, bad)
     assert (raised.value.diag.message_primary or "").startswith("whatsapp_user_id ")
     assert profiles(sql) == []
+
+
+def test_a_bsuid_of_up_to_128_letters_and_digits_after_the_country_is_accepted(sql: Conn) -> None:
+    """The longest BSUID allowed is stored whole, with or without a parent segment."""
+    for sid, bsuid in (("SMl1", "US." + "7" * 128), ("SMl2", "US.ENT." + "8" * 128)):
+        row = receive(sql, sid, None, bsuid)
+        assert row["user_created"] is True
+    stored = sql.execute("select whatsapp_user_id from public.users order by whatsapp_user_id").fetchall()
+    assert stored == [{"whatsapp_user_id": "US." + "7" * 128}, {"whatsapp_user_id": "US.ENT." + "8" * 128}]
+
+
+def test_the_table_refuses_a_bsuid_one_character_too_long(sql: Conn) -> None:
+    """The shape rule holds for writers other than the RPC too."""
+    with pytest.raises(psycopg.errors.CheckViolation, match="users_whatsapp_user_id_shape"):
+        sql.execute("insert into public.users (whatsapp_user_id) values (%s)", ("US." + "1" * 129,))
 
 
 def test_neither_phone_nor_bsuid_is_refused(sql: Conn) -> None:

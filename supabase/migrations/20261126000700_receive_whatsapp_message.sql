@@ -24,7 +24,7 @@ declare
   sender_created boolean;
   stored public.whatsapp_messages;
 begin
-  if sid is null or sid !~ '^[A-Za-z0-9]{2,64}$' then
+  if sid is null or sid !~ '^[A-Za-z0-9]+$' or length(sid) not between 2 and 64 then
     raise exception using
       errcode = '22023',
       message = format('message_sid %s is not a Twilio MessageSid', coalesce(quote_literal(left(sid, 40)), 'null')),

@@ -42,7 +42,8 @@ as $$
 declare
   cleaned text := btrim(regexp_replace(raw, '^\s*whatsapp:', '', 'i'));
 begin
-  if cleaned ~ '^[A-Z]{2}(\.[A-Z]{2,8})?\.[A-Za-z0-9]{1,128}$' then
+  if cleaned ~ '^[A-Z]{2}(\.[A-Z]{2,8})?\.[A-Za-z0-9]+$'
+     and length(split_part(cleaned, '.', -1)) <= 128 then
     return cleaned;
   end if;
   raise exception using
@@ -381,7 +382,7 @@ declare
   attachments jsonb := coalesce(receive_whatsapp_message.media, '[]'::jsonb);
   sender public.whatsapp_sender;
 begin
-  if sid is null or sid !~ '^[A-Za-z0-9]{2,64}$' then
+  if sid is null or sid !~ '^[A-Za-z0-9]+$' or length(sid) not between 2 and 64 then
     raise exception using
       errcode = '22023',
       message = format('message_sid %s is not a Twilio MessageSid', coalesce(quote_literal(left(sid, 40)), 'null')),
