@@ -86,9 +86,15 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  normalized_phone text;
-  sender_key text;
-  bsuid text;
+  -- Validated in this order: the phone, then the BSUID, then that there is one of them.
+  normalized_phone text := case
+    when btrim(whatsapp_user.phone) <> '' then private.normalize_phone(whatsapp_user.phone, 'phone')
+  end;
+  sender_key text := private.phone_match_key(normalized_phone);
+  bsuid text := case
+    when btrim(whatsapp_user.whatsapp_user_id) <> ''
+      then private.normalize_whatsapp_user_id(whatsapp_user.whatsapp_user_id)
+  end;
   display_name text := nullif(btrim(whatsapp_user.profile_name), '');
   by_phone public.users;
   by_bsuid public.users;
@@ -96,16 +102,7 @@ declare
   inserted boolean := false;
   settled boolean := false;
   moved jsonb;
-  lock_in_lookup boolean;
-  lock_after boolean;
 begin
-  if nullif(btrim(whatsapp_user.phone), '') is not null then
-    normalized_phone := private.normalize_phone(whatsapp_user.phone, 'phone');
-    sender_key := private.phone_match_key(normalized_phone);
-  end if;
-  if nullif(btrim(whatsapp_user.whatsapp_user_id), '') is not null then
-    bsuid := private.normalize_whatsapp_user_id(whatsapp_user.whatsapp_user_id);
-  end if;
   if normalized_phone is null and bsuid is null then
     raise exception using
       errcode = '22023',
@@ -114,53 +111,41 @@ begin
   end if;
 
   -- Only a profile found by BSUID alone can be merged away under us (into the profile of
-  -- its phone); merges never absorb the profile a phone finds. So the phone-only path,
-  -- today's common case, takes no lock of its own: the message's foreign key check takes
-  -- it. With phone and BSUID together a merge may follow, taking FOR UPDATE on both rows,
-  -- and two transactions each holding FOR KEY SHARE would deadlock upgrading: those
-  -- lookups go unlocked, and the profile chosen is locked afterwards.
-  lock_in_lookup := lock_found and normalized_phone is null;
-  lock_after := lock_found and normalized_phone is not null and bsuid is not null;
-
+  -- its phone); merges never absorb the profile a phone finds. So the phone lookup takes no
+  -- lock of its own: the message's foreign key check takes it. Without a phone, the BSUID
+  -- lookup locks what it finds (lock_found). With phone and BSUID together a merge may
+  -- follow, taking FOR UPDATE on both rows, and two transactions each holding FOR KEY SHARE
+  -- would deadlock upgrading: those lookups go unlocked, and the profile chosen is locked
+  -- afterwards. The common paths reach as few statements as they can: plpgsql sets up
+  -- each statement it reaches again in every transaction.
   for attempt in 1..5 loop
-    by_phone := null;
-    by_bsuid := null;
     if normalized_phone is not null then
-      if lock_in_lookup then
-        select * into by_phone from public.users as u
-        where private.phone_match_key(u.phone_number) = sender_key
-        for key share;
-      else
-        select * into by_phone from public.users as u where private.phone_match_key(u.phone_number) = sender_key;
-      end if;
+      select * into by_phone from public.users as u where private.phone_match_key(u.phone_number) = sender_key;
     end if;
-    if bsuid is not null and (by_phone.id is null or by_phone.whatsapp_user_id is distinct from bsuid) then
-      if lock_in_lookup then
-        select * into by_bsuid from public.users as u where u.whatsapp_user_id = bsuid for key share;
-      else
-        select * into by_bsuid from public.users as u where u.whatsapp_user_id = bsuid;
-      end if;
-    end if;
-
-    if by_phone.id = by_bsuid.id then
-      continue;  -- a merge committed between the two lookups: read the merged profile again
-    end if;
-
-    if by_phone.id is not null and by_bsuid.id is not null and by_phone.auth_id is not null
-       and by_bsuid.auth_id is not null then
-      -- Two accounts: not ours to join. The message goes to the phone's profile.
-      if lock_after then
-        perform 1 from public.users as u where u.id = by_phone.id for key share;
-        if not found then
-          continue;
-        end if;
-      end if;
-      found_profile := by_phone;
-      settled := true;
-      exit;
+    if bsuid is null or by_phone.whatsapp_user_id = bsuid then
+      by_bsuid := null;
+    elsif whatsapp_user.lock_found and normalized_phone is null then
+      select * into by_bsuid from public.users as u where u.whatsapp_user_id = bsuid for key share;
+    else
+      select * into by_bsuid from public.users as u where u.whatsapp_user_id = bsuid;
     end if;
 
     if by_phone.id is not null and by_bsuid.id is not null then
+      if by_phone.id = by_bsuid.id then
+        continue;  -- a merge committed between the two lookups: read the merged profile again
+      end if;
+      if by_phone.auth_id is not null and by_bsuid.auth_id is not null then
+        -- Two accounts: not ours to join. The message goes to the phone's profile.
+        if whatsapp_user.lock_found then
+          perform 1 from public.users as u where u.id = by_phone.id for key share;
+          if not found then
+            continue;
+          end if;
+        end if;
+        found_profile := by_phone;
+        settled := true;
+        exit;
+      end if;
       -- One person, two profiles (the BSUID arrived first, without the phone): the
       -- phone's profile survives, as in account linking.
       perform 1 from public.users as u where u.id in (by_phone.id, by_bsuid.id) order by u.id for update;
@@ -183,53 +168,54 @@ begin
     end if;
 
     found_profile := case when by_phone.id is not null then by_phone else by_bsuid end;
-    if found_profile.id is not null then
-      -- Fill in what the profile lacks. The number is stored in WhatsApp's own form
-      -- (replies go there), so an equivalent form written by Supabase Auth gives way.
-      if (found_profile.whatsapp_user_id is null and bsuid is not null)
-         or (normalized_phone is not null and found_profile.phone_number is distinct from normalized_phone
-             and (found_profile.phone_number is null or private.phone_match_key(found_profile.phone_number) = sender_key))
-         or (found_profile.full_name is null and display_name is not null) then
-        begin
-          update public.users as u
-          set whatsapp_user_id = coalesce(u.whatsapp_user_id, bsuid),
-              phone_number = case
-                when u.phone_number is null or private.phone_match_key(u.phone_number) = sender_key
-                  then coalesce(normalized_phone, u.phone_number)
-                else u.phone_number
-              end,
-              full_name = coalesce(u.full_name, display_name)
-          where u.id = found_profile.id
-          returning * into found_profile;
-        exception
-          when unique_violation then
-            continue;  -- another profile took the phone or BSUID meanwhile: look again and merge
-        end;
-        if found_profile.id is null then
-          continue;  -- erased meanwhile
-        end if;
+    if found_profile.id is null then
+      insert into public.users (phone_number, whatsapp_user_id, full_name)
+      values (normalized_phone, bsuid, display_name)
+      on conflict do nothing
+      returning * into found_profile;
+      if found_profile.id is not null then
+        inserted := true;
+        settled := true;
+        exit;
       end if;
-      if lock_after then
-        perform 1 from public.users as u where u.id = found_profile.id for key share;
-        if not found then
-          continue;  -- merged away or erased since the unlocked lookup
-        end if;
-      end if;
-      settled := true;
-      exit;
+      -- Another transaction inserted this phone or BSUID first and has committed (on
+      -- conflict waited for it): the next look finds its row.
+      continue;
     end if;
 
-    insert into public.users (phone_number, whatsapp_user_id, full_name)
-    values (normalized_phone, bsuid, display_name)
-    on conflict do nothing
-    returning * into found_profile;
-    if found_profile.id is not null then
-      inserted := true;
-      settled := true;
-      exit;
+    -- Fill in what the profile lacks. The number is stored in WhatsApp's own form
+    -- (replies go there), so an equivalent form written by Supabase Auth gives way.
+    if (found_profile.whatsapp_user_id is null and bsuid is not null)
+       or (normalized_phone is not null and found_profile.phone_number is distinct from normalized_phone
+           and (found_profile.phone_number is null or private.phone_match_key(found_profile.phone_number) = sender_key))
+       or (found_profile.full_name is null and display_name is not null) then
+      begin
+        update public.users as u
+        set whatsapp_user_id = coalesce(u.whatsapp_user_id, bsuid),
+            phone_number = case
+              when u.phone_number is null or private.phone_match_key(u.phone_number) = sender_key
+                then coalesce(normalized_phone, u.phone_number)
+              else u.phone_number
+            end,
+            full_name = coalesce(u.full_name, display_name)
+        where u.id = found_profile.id
+        returning * into found_profile;
+      exception
+        when unique_violation then
+          continue;  -- another profile took the phone or BSUID meanwhile: look again and merge
+      end;
+      if found_profile.id is null then
+        continue;  -- erased meanwhile
+      end if;
     end if;
-    -- Another transaction inserted this phone or BSUID first and has committed (on
-    -- conflict waited for it): the next look finds its row.
+    if whatsapp_user.lock_found and normalized_phone is not null and bsuid is not null then
+      perform 1 from public.users as u where u.id = found_profile.id for key share;
+      if not found then
+        continue;  -- merged away or erased since the unlocked lookup
+      end if;
+    end if;
+    settled := true;
+    exit;
   end loop;
   if not settled then
     raise exception using
