@@ -128,6 +128,50 @@ def test_concurrent_redeliveries_store_one_message(db: Database, sql: Conn) -> N
     assert sql.execute("select count(*) as n from public.whatsapp_messages").fetchone() == {"n": 1}
 
 
+def test_redeliveries_racing_an_erasure_answer_in_full_or_ask_for_a_retry(db: Database, sql: Conn) -> None:
+    """One message delivered over and over while forget_user erases its sender over and over: each
+    delivery answers with the whole receipt, or fails with an error the relay turns into a retry
+    (23503 when the sender went between the lookup and the insert; 40001 when the first delivery went
+    between the insert and the re-read, a window too narrow for this loop to hit reliably)."""
+    deliver = db.connect("postgres")
+    erase = db.connect("postgres")
+    stop = threading.Event()
+    outcomes: dict[str, int] = {}
+    incomplete: list[dict[str, Any]] = []
+
+    def erase_repeatedly() -> None:
+        while not stop.is_set():
+            erase.execute(
+                "select public.forget_user(u.id) from public.users as u where u.phone_number = '+14155550132'"
+            )
+
+    eraser = threading.Thread(target=erase_repeatedly)
+    eraser.start()
+    try:
+        for _ in range(1500):
+            try:
+                row = deliver.execute(
+                    "select * from public.receive_whatsapp_message('SM00000000000000000000000000000009',"
+                    " 'whatsapp:+14155550132', 'again')"
+                ).fetchone()
+            except (psycopg.errors.SerializationFailure, psycopg.errors.ForeignKeyViolation) as error:
+                outcomes[str(error.sqlstate)] = outcomes.get(str(error.sqlstate), 0) + 1
+                continue
+            assert row is not None
+            if None in row.values():
+                incomplete.append(row)
+            key = "duplicate" if row["duplicate"] else "stored"
+            outcomes[key] = outcomes.get(key, 0) + 1
+    finally:
+        stop.set()
+        eraser.join()
+        deliver.close()
+        erase.close()
+    print(f"outcomes of 1500 deliveries racing erasures: {outcomes}")
+    assert incomplete == []
+    assert outcomes.get("stored", 0) > 1  # the eraser did erase in between: the race was run
+
+
 def test_message_content_is_stored_verbatim(sql: Conn) -> None:
     """Body, media and profile name are stored as received, hostile characters included."""
     body = '\'; drop table public.users; -- \\ "quoted" ✓ 日本語'

@@ -424,6 +424,13 @@ begin
   select m.user_id, m.id, m.user_created, true into user_id, message_id, user_created, duplicate
   from public.whatsapp_messages as m
   where m.message_sid = sid;
+  if not found then
+    -- forget_user erased the first delivery between the insert and this read. Delivered
+    -- again, the message belongs to whoever writes from the number now.
+    raise exception using
+      errcode = '40001',
+      message = format('message_sid %s was erased while it was delivered again; retry', sid);
+  end if;
   return next;
 end;
 $$;
