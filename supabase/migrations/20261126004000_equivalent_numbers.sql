@@ -110,12 +110,13 @@ begin
       hint = 'Pass the sender''s number (From) or, for a WhatsApp username without a number, its BSUID (ExternalUserId).';
   end if;
 
-  -- Only a profile found by BSUID alone can be merged away under us (into the profile of
-  -- its phone); merges never absorb the profile a phone finds. So the phone lookup takes no
-  -- lock of its own: the message's foreign key check takes it. Without a phone, the BSUID
-  -- lookup locks what it finds (lock_found). With phone and BSUID together a merge may
-  -- follow, taking FOR UPDATE on both rows, and two transactions each holding FOR KEY SHARE
-  -- would deadlock upgrading: those lookups go unlocked, and the profile chosen is locked
+  -- A merge absorbs a profile that another message found by its BSUID (into that message's
+  -- phone profile), and forget_user may erase any profile. A phone-only lookup takes no lock
+  -- of its own: if either removes the profile first, the message's foreign key check fails
+  -- (23503) and the relay's 503 brings Twilio's redelivery. Without a phone, the BSUID lookup
+  -- locks what it finds (lock_found). With phone and BSUID together a merge may follow,
+  -- taking FOR UPDATE on both rows, and two transactions each holding FOR KEY SHARE would
+  -- deadlock upgrading: those lookups go unlocked, and the profile chosen is locked
   -- afterwards. The common paths reach as few statements as they can: plpgsql sets up
   -- each statement it reaches again in every transaction.
   for attempt in 1..5 loop
