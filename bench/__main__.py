@@ -187,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  layer {workload:<38} {r.rate:9.0f}/s p50 {r.p50_ms:.3f} ms")
             results["sql_layers"].append(r.as_dict())
         results["pg_stat_statements"] = {}
-        for workload in ("get_or_create existing", "get_or_create new", "receive existing sender"):
+        for workload in (
+            "get_or_create existing",
+            "get_or_create new",
+            "receive existing sender",
+            "receive existing sender, with BSUID",
+        ):
             db_platform.set_tracking(server, "all")
             pgbench.run(server, workload, 8, scale_s, users)
             with psycopg.connect(server.url("supabase_admin"), autocommit=True) as conn:

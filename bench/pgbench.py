@@ -129,6 +129,9 @@ SCRIPTS: dict[str, str] = {
     "get_or_create new": f"{NEW_PHONE}\nselect * from public.get_or_create_whatsapp_user({NEW}, 'Bench');",
     "receive existing sender": f"{SID}\n{{existing}}\nselect * from public.receive_whatsapp_message({SID_VALUE},"
     f" 'whatsapp:+44' || {LOADED}, 'hello', 'Bench', '[]');",
+    # What Twilio sends since April 2026: the sender's BSUID (ExternalUserId) next to the number.
+    "receive existing sender, with BSUID": f"{SID}\n{{existing}}\nselect * from public.receive_whatsapp_message("
+    f"{SID_VALUE}, 'whatsapp:+44' || {LOADED}, 'hello', 'Bench', '[]', 'US.' || {LOADED});",
     "receive new sender": f"{SID}\n{NEW_PHONE}\nselect * from public.receive_whatsapp_message({SID_VALUE},"
     " 'whatsapp:+1' || :n, 'hello', 'Bench', '[]');",
 }

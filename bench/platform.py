@@ -73,19 +73,20 @@ def existing_users(conn: psycopg.Connection[tuple[object, ...]]) -> int:
 
 
 def load_users(server: EmbeddedPostgres, total: int) -> float:
-    """Bulk-load existing senders up to `total`, each with one stored message, as a live table has
-    (one insert ... select generate_series per table, then vacuum analyze); seconds taken."""
+    """Bulk-load existing senders up to `total`, each with a BSUID (as every WhatsApp message has carried
+    since April 2026) and one stored message, as a live table has (one insert ... select generate_series
+    per table, then vacuum analyze); seconds taken."""
     started = time.monotonic()
     with admin(server) as conn:
         have = existing_users(conn)
         if have < total:
             conn.execute(
                 """
-                insert into public.users (phone_number, full_name, created_at, updated_at)
-                select '+44' || (%s::bigint + i), 'Bench user ' || i, now(), now()
+                insert into public.users (phone_number, whatsapp_user_id, full_name, created_at, updated_at)
+                select '+44' || (%s::bigint + i), 'US.' || (%s::bigint + i), 'Bench user ' || i, now(), now()
                 from generate_series(%s::bigint, %s::bigint) as i
                 """,
-                (EXISTING_BASE, have + 1, total),
+                (EXISTING_BASE, EXISTING_BASE, have + 1, total),
             )
             conn.execute(
                 """
