@@ -56,6 +56,8 @@ def _per_call_us(
     commit: bool,
     offset: int,
 ) -> float:
+    """Runs `statement` `calls` times in a `do` loop and returns the µs per call it timed, which the
+    loop reports as a notice."""
     notices: list[str] = []
 
     def keep(diag: psycopg.errors.Diagnostic) -> None:
@@ -63,39 +65,28 @@ def _per_call_us(
 
     conn.add_notice_handler(keep)
     try:
-        _run_loop(conn, statement, calls, users, commit, offset)
+        conn.execute(
+            f"""
+            do $$
+            declare
+              sender text; number text; fresh text; sid text; result text;
+              started timestamptz := clock_timestamp();
+            begin
+              for i in 1..{calls} loop
+                number := '+44' || ({EXISTING_BASE}::bigint + 1 + (i * 7919) % {users});
+                sender := 'whatsapp:' || number;
+                fresh := '+1555' || lpad(({offset} + i)::text, 10, '0');
+                sid := 'SMinserver' || lpad(({offset} + i)::text, 24, '0');
+                {statement}
+                {"commit;" if commit else ""}
+              end loop;
+              raise notice '%', extract(epoch from clock_timestamp() - started) * 1e6 / {calls};
+            end $$
+            """
+        )
     finally:
         conn.remove_notice_handler(keep)
     return float(notices[-1])
-
-
-def _run_loop(
-    conn: psycopg.Connection[tuple[object, ...]],
-    statement: str,
-    calls: int,
-    users: int,
-    commit: bool,
-    offset: int,
-) -> None:
-    conn.execute(
-        f"""
-        do $$
-        declare
-          sender text; number text; fresh text; sid text; result text;
-          started timestamptz := clock_timestamp();
-        begin
-          for i in 1..{calls} loop
-            number := '+44' || ({EXISTING_BASE}::bigint + 1 + (i * 7919) % {users});
-            sender := 'whatsapp:' || number;
-            fresh := '+1555' || lpad(({offset} + i)::text, 10, '0');
-            sid := 'SMinserver' || lpad(({offset} + i)::text, 24, '0');
-            {statement}
-            {"commit;" if commit else ""}
-          end loop;
-          raise notice '%', extract(epoch from clock_timestamp() - started) * 1e6 / {calls};
-        end $$
-        """
-    )
 
 
 def run(server: EmbeddedPostgres, users: int, calls: int) -> list[Layer]:

@@ -197,6 +197,8 @@ BAD_MESSAGES = [
     (("", "+14155550128", "x", None, "[]"), "message_sid '' is not a Twilio MessageSid"),
     (("SM1; drop", "+14155550128", "x", None, "[]"), "message_sid 'SM1; drop' is not a Twilio MessageSid"),
     (("S", "+14155550128", "x", None, "[]"), "message_sid 'S' is not a Twilio MessageSid"),
+    (("SM\u00e91", "+14155550128", "x", None, "[]"), "message_sid 'SM\u00e91' is not a Twilio MessageSid"),
+    (("SM1\n", "+14155550128", "x", None, "[]"), "message_sid 'SM1\n' is not a Twilio MessageSid"),
     (("S" * 65, "+14155550128", "x", None, "[]"), f"message_sid '{'S' * 40}' is not a Twilio MessageSid"),
     (("SM4", None, "x", None, "[]"), "phone or whatsapp_user_id is required"),
     (("SM4", "  ", "x", None, "[]"), "phone or whatsapp_user_id is required"),
@@ -251,9 +253,10 @@ def test_message_sids_of_two_to_sixty_four_letters_and_digits_are_accepted(sql: 
         ("S", psycopg.errors.CheckViolation),
         ("SM-1", psycopg.errors.CheckViolation),
         ("SM 1", psycopg.errors.CheckViolation),
+        ("SM\u00e91", psycopg.errors.CheckViolation),
         ("S" * 65, psycopg.errors.StringDataRightTruncation),
     ],
-    ids=["one character", "a dash", "a space", "65 characters"],
+    ids=["one character", "a dash", "a space", "a non-ASCII letter", "65 characters"],
 )
 def test_the_table_refuses_a_malformed_message_sid_written_directly(
     sql: Conn, sid: str, error: type[psycopg.Error]
