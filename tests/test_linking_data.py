@@ -252,3 +252,112 @@ def test_forget_user_is_service_role_only_and_names_bad_input(
             cur.execute("select * from public.forget_user(%s::uuid)", (user_id,))
         assert (caught.value.sqlstate, caught.value.diag.message_primary) == (sqlstate, message)
     assert count(sql, "select count(*) as n from public.users") == 2
+
+
+def receive_from(sql: Conn, sid: str, phone: str | None, bsuid: str | None) -> uuid.UUID:
+    row = sql.execute(
+        "select user_id from public.receive_whatsapp_message(message_sid => %s, phone => %s, body => 'hi',"
+        " whatsapp_user_id => %s)",
+        (sid, phone, bsuid),
+    ).fetchone()
+    assert row is not None
+    return row["user_id"]  # type: ignore[no-any-return]
+
+
+def audit_rows(sql: Conn) -> list[dict[str, Any]]:
+    return sql.execute(
+        "select survivor_id, absorbed_id, auth_id, phone_number, outcome from public.user_merges order by created_at, id"
+    ).fetchall()
+
+
+def forget(postgrest: Postgrest, user_id: uuid.UUID) -> dict[str, int]:
+    with postgrest.as_service() as cur:
+        rows = cur.execute("select * from public.forget_user(%s)", (user_id,)).fetchall()
+    return {row["table_name"]: row["rows_removed"] for row in rows}
+
+
+def test_forget_user_erases_the_audit_rows_of_every_profile_merged_into_the_person(
+    sql: Conn, postgrest: Postgrest
+) -> None:
+    """A username profile merged into a phone profile, merged in turn into the profile of a new number: all one person."""
+    username_bsuid = "US.13491208655302741918"
+    old_number = receive_from(sql, "SMold", "+14155550123", None)
+    receive_from(sql, "SMname", None, username_bsuid)
+    assert receive_from(sql, "SMboth", "+14155550123", username_bsuid) == old_number
+    new_number = receive_from(sql, "SMnew", "+14155550777", None)
+    assert receive_from(sql, "SMmoved", "+14155550777", username_bsuid) == new_number
+    # Someone else's merge of a username profile into their phone profile.
+    other = receive_from(sql, "SMother", "+14155550999", None)
+    receive_from(sql, "SMother2", None, "US.55501208655302741918")
+    receive_from(sql, "SMother3", "+14155550999", "US.55501208655302741918")
+    assert len(audit_rows(sql)) == 3
+
+    removed = forget(postgrest, new_number)
+
+    assert removed["public.user_merges"] == 2
+    assert [(row["survivor_id"], row["phone_number"]) for row in audit_rows(sql)] == [(other, "+14155550999")]
+
+
+def test_forget_user_erases_audit_rows_naming_an_equivalent_form_of_the_number(
+    sql: Conn, postgrest: Postgrest
+) -> None:
+    """Supabase Auth writes +55 11 9…, WhatsApp +55 11 …: an audit row naming either form is about this person."""
+    whatsapp_id = receive_from(sql, "SMbr", "+551187654321", None)
+    sql.execute(
+        "insert into public.user_merges (auth_id, phone_number, outcome, reason, triggered_by)"
+        " values (%s, '+5511987654321', 'refused', 'PT409: phone is linked to another account', 'rpc'),"
+        " (%s, '+5511987654322', 'refused', 'PT409: phone is linked to another account', 'rpc')",
+        (uuid.uuid4(), uuid.uuid4()),
+    )
+
+    assert forget(postgrest, whatsapp_id)["public.user_merges"] == 1
+    assert [row["phone_number"] for row in audit_rows(sql)] == ["+5511987654322"]
+
+
+def test_forget_user_keeps_the_history_of_someone_refused_a_link_to_the_person(
+    sql: Conn, postgrest: Postgrest, supabase_auth: SupabaseAuth
+) -> None:
+    """Ada's refused link names Bob's profile and goes with Bob; her own earlier link stays: a refusal joins nobody."""
+    bob = supabase_auth.sign_up("bob@example.com")
+    supabase_auth.confirm_phone(bob, "5511987654321")
+    ada = supabase_auth.sign_up("ada@example.com")
+    supabase_auth.confirm_phone(ada, "14155550888")
+    supabase_auth.confirm_phone(ada, "551187654321")  # Bob's number in its other form: refused
+    assert [row["outcome"] for row in audit_rows(sql)] == ["phone_attached", "phone_attached", "refused"]
+
+    assert forget(postgrest, profile_id(sql, bob))["public.user_merges"] == 2
+
+    assert audit_rows(sql) == [
+        {
+            "survivor_id": profile_id(sql, ada),
+            "absorbed_id": None,
+            "auth_id": ada,
+            "phone_number": "+14155550888",
+            "outcome": "phone_attached",
+        }
+    ]
+
+
+def test_forget_user_reaches_the_audit_rows_through_indexes(sql: Conn, postgrest: Postgrest) -> None:
+    """With 5,000 other people's audit rows, erasure reads user_merges by index only: its cost does not grow with them."""
+    username_bsuid = "US.13491208655302741918"
+    person = receive_from(sql, "SMidx1", "+14155550123", None)
+    receive_from(sql, "SMidx2", None, username_bsuid)
+    receive_from(sql, "SMidx3", "+14155550123", username_bsuid)
+    sql.execute(
+        "insert into public.user_merges (survivor_id, auth_id, phone_number, outcome, triggered_by)"
+        " select gen_random_uuid(), gen_random_uuid(), '+1415' || (5000000 + i), 'phone_attached', 'rpc'"
+        " from generate_series(1, 5000) as i"
+    )
+    sql.execute("analyze public.user_merges")
+
+    with postgrest.as_service() as cur:
+        removed = cur.execute("select * from public.forget_user(%s)", (person,)).fetchall()
+        scans = cur.execute(
+            "select seq_scan, idx_scan from pg_stat_xact_user_tables where relid = 'public.user_merges'::regclass"
+        ).fetchone()
+
+    assert {"table_name": "public.user_merges", "rows_removed": 1} in removed
+    assert scans is not None
+    assert (scans["seq_scan"], scans["idx_scan"] > 0) == (0, True)
+    assert count(sql, "select count(*) as n from public.user_merges") == 5000
