@@ -86,7 +86,8 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  -- Validated in this order: the phone, then the BSUID, then that there is one of them.
+  -- Validated in this order: the phone, then the BSUID, then (first thing in the loop) that
+  -- there is one of them.
   normalized_phone text := case
     when btrim(whatsapp_user.phone) <> '' then private.normalize_phone(whatsapp_user.phone, 'phone')
   end;
@@ -96,20 +97,10 @@ declare
       then private.normalize_whatsapp_user_id(whatsapp_user.whatsapp_user_id)
   end;
   display_name text := nullif(btrim(whatsapp_user.profile_name), '');
-  by_phone public.users;
+  found_profile public.users;  -- by phone when there is one, else by BSUID
   by_bsuid public.users;
-  found_profile public.users;
-  inserted boolean := false;
-  settled boolean := false;
   moved jsonb;
 begin
-  if normalized_phone is null and bsuid is null then
-    raise exception using
-      errcode = '22023',
-      message = 'phone or whatsapp_user_id is required',
-      hint = 'Pass the sender''s number (From) or, for a WhatsApp username without a number, its BSUID (ExternalUserId).';
-  end if;
-
   -- A merge absorbs a profile that another message found by its BSUID (into that message's
   -- phone profile), and forget_user may erase any profile. A phone-only lookup takes no lock
   -- of its own: if either removes the profile first, the message's foreign key check fails
@@ -117,67 +108,81 @@ begin
   -- locks what it finds (lock_found). With phone and BSUID together a merge may follow,
   -- taking FOR UPDATE on both rows, and two transactions each holding FOR KEY SHARE would
   -- deadlock upgrading: those lookups go unlocked, and the profile chosen is locked
-  -- afterwards. The common paths reach as few statements as they can: plpgsql sets up
-  -- each statement it reaches again in every transaction.
+  -- afterwards. plpgsql sets up each expression it reaches again in every transaction, and
+  -- every request is one: the common paths reach as few as they can, so each way out
+  -- returns its answer itself rather than through flags.
   for attempt in 1..5 loop
-    if normalized_phone is not null then
-      select * into by_phone from public.users as u where private.phone_match_key(u.phone_number) = sender_key;
-    end if;
-    if bsuid is null or by_phone.whatsapp_user_id = bsuid then
-      by_bsuid := null;
-    elsif whatsapp_user.lock_found and normalized_phone is null then
-      select * into by_bsuid from public.users as u where u.whatsapp_user_id = bsuid for key share;
+    if normalized_phone is null then
+      if bsuid is null then
+        raise exception using
+          errcode = '22023',
+          message = 'phone or whatsapp_user_id is required',
+          hint = 'Pass the sender''s number (From) or, for a WhatsApp username without a number, its BSUID (ExternalUserId).';
+      end if;
+      if whatsapp_user.lock_found then
+        select * into found_profile from public.users as u where u.whatsapp_user_id = bsuid for key share;
+      else
+        select * into found_profile from public.users as u where u.whatsapp_user_id = bsuid;
+      end if;
     else
-      select * into by_bsuid from public.users as u where u.whatsapp_user_id = bsuid;
-    end if;
-
-    if by_phone.id is not null and by_bsuid.id is not null then
-      if by_phone.id = by_bsuid.id then
-        continue;  -- a merge committed between the two lookups: read the merged profile again
-      end if;
-      if by_phone.auth_id is not null and by_bsuid.auth_id is not null then
-        -- Two accounts: not ours to join. The message goes to the phone's profile.
-        if whatsapp_user.lock_found then
-          perform 1 from public.users as u where u.id = by_phone.id for key share;
-          if not found then
-            continue;
+      select * into found_profile from public.users as u where private.phone_match_key(u.phone_number) = sender_key;
+      if bsuid is not null and found_profile.whatsapp_user_id is distinct from bsuid then
+        select * into by_bsuid from public.users as u where u.whatsapp_user_id = bsuid;
+        if found_profile.id is null then
+          found_profile := by_bsuid;
+        elsif by_bsuid.id is not null then
+          if found_profile.id = by_bsuid.id then
+            continue;  -- a merge committed between the two lookups: read the merged profile again
           end if;
+          if found_profile.auth_id is not null and by_bsuid.auth_id is not null then
+            -- Two accounts: not ours to join. The message goes to the phone's profile.
+            if whatsapp_user.lock_found then
+              perform 1 from public.users as u where u.id = found_profile.id for key share;
+              if not found then
+                continue;
+              end if;
+            end if;
+            return (
+              found_profile.id, found_profile.auth_id, found_profile.phone_number, found_profile.whatsapp_user_id,
+              found_profile.email, found_profile.full_name, found_profile.created_at, found_profile.updated_at, false
+            )::public.whatsapp_sender;
+          end if;
+          -- One person, two profiles (the BSUID arrived first, without the phone): the
+          -- phone's profile survives, as in account linking.
+          perform 1 from public.users as u where u.id in (found_profile.id, by_bsuid.id) order by u.id for update;
+          if not exists (
+            select from public.users as u
+            where u.id = found_profile.id and private.phone_match_key(u.phone_number) = sender_key
+          )
+             or not exists (select from public.users as u where u.id = by_bsuid.id and u.whatsapp_user_id = bsuid) then
+            continue;  -- a concurrent message merged them first
+          end if;
+          moved := private.merge_profiles(found_profile.id, by_bsuid.id);
+          insert into public.user_merges (survivor_id, absorbed_id, auth_id, phone_number, moved, outcome, reason, triggered_by)
+          values (
+            found_profile.id, by_bsuid.id, coalesce(found_profile.auth_id, by_bsuid.auth_id), normalized_phone, moved,
+            'merged', format('same WhatsApp user: one message carried phone %s and BSUID %s', normalized_phone, bsuid),
+            'inbound_message'
+          );
+          select * into found_profile from public.users as u where u.id = found_profile.id;
+          return (
+            found_profile.id, found_profile.auth_id, found_profile.phone_number, found_profile.whatsapp_user_id,
+            found_profile.email, found_profile.full_name, found_profile.created_at, found_profile.updated_at, false
+          )::public.whatsapp_sender;
         end if;
-        found_profile := by_phone;
-        settled := true;
-        exit;
       end if;
-      -- One person, two profiles (the BSUID arrived first, without the phone): the
-      -- phone's profile survives, as in account linking.
-      perform 1 from public.users as u where u.id in (by_phone.id, by_bsuid.id) order by u.id for update;
-      if not exists (
-        select from public.users as u where u.id = by_phone.id and private.phone_match_key(u.phone_number) = sender_key
-      )
-         or not exists (select from public.users as u where u.id = by_bsuid.id and u.whatsapp_user_id = bsuid) then
-        continue;  -- a concurrent message merged them first
-      end if;
-      moved := private.merge_profiles(by_phone.id, by_bsuid.id);
-      insert into public.user_merges (survivor_id, absorbed_id, auth_id, phone_number, moved, outcome, reason, triggered_by)
-      values (
-        by_phone.id, by_bsuid.id, coalesce(by_phone.auth_id, by_bsuid.auth_id), normalized_phone, moved, 'merged',
-        format('same WhatsApp user: one message carried phone %s and BSUID %s', normalized_phone, bsuid),
-        'inbound_message'
-      );
-      select * into found_profile from public.users as u where u.id = by_phone.id;
-      settled := true;
-      exit;
     end if;
 
-    found_profile := case when by_phone.id is not null then by_phone else by_bsuid end;
     if found_profile.id is null then
       insert into public.users (phone_number, whatsapp_user_id, full_name)
       values (normalized_phone, bsuid, display_name)
       on conflict do nothing
       returning * into found_profile;
-      if found_profile.id is not null then
-        inserted := true;
-        settled := true;
-        exit;
+      if found then
+        return (
+          found_profile.id, found_profile.auth_id, found_profile.phone_number, found_profile.whatsapp_user_id,
+          found_profile.email, found_profile.full_name, found_profile.created_at, found_profile.updated_at, true
+        )::public.whatsapp_sender;
       end if;
       -- Another transaction inserted this phone or BSUID first and has committed (on
       -- conflict waited for it): the next look finds its row.
@@ -215,18 +220,14 @@ begin
         continue;  -- merged away or erased since the unlocked lookup
       end if;
     end if;
-    settled := true;
-    exit;
+    return (
+      found_profile.id, found_profile.auth_id, found_profile.phone_number, found_profile.whatsapp_user_id,
+      found_profile.email, found_profile.full_name, found_profile.created_at, found_profile.updated_at, false
+    )::public.whatsapp_sender;
   end loop;
-  if not settled then
-    raise exception using
-      errcode = '40001',
-      message = format('could not settle the profile of phone %s / BSUID %s; retry', normalized_phone, bsuid);
-  end if;
-  return (
-    found_profile.id, found_profile.auth_id, found_profile.phone_number, found_profile.whatsapp_user_id,
-    found_profile.email, found_profile.full_name, found_profile.created_at, found_profile.updated_at, inserted
-  )::public.whatsapp_sender;
+  raise exception using
+    errcode = '40001',
+    message = format('could not settle the profile of phone %s / BSUID %s; retry', normalized_phone, bsuid);
 end;
 $$;
 
