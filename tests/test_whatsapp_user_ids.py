@@ -151,6 +151,9 @@ def test_concurrent_messages_naming_two_profiles_merge_them_once(db: Database, s
         "US.1349; drop table public.users",
         "1349120865",
         "US." + "1" * 129,
+        "US.ENT." + "1" * 129,
+        "US.1349\n",
+        "US.ENT.1349.5",
     ],
 )
 def test_a_malformed_bsuid_is_refused_naming_the_field(sql: Conn, bad: str) -> None:
