@@ -124,8 +124,10 @@ class PsycopgGateway:
         try:
             return await self._fetch_one(query, params)
         except psycopg.OperationalError:
-            # A connection the pool handed out may have died with a restarted server; the RPC
-            # is idempotent by MessageSid, so one more try on a fresh connection is safe.
+            # A connection the pool handed out may have died with a restarted server, or the
+            # database asked for the call to be run again (psycopg raises serialization failures
+            # and deadlocks as OperationalError too). The RPC is idempotent by MessageSid, so one
+            # more try is safe; a second failure is a 503, and Twilio retries.
             return await self._fetch_one(query, params)
 
     async def _call(self, query: str, params: Any) -> dict[str, Any]:

@@ -132,7 +132,8 @@ def test_redeliveries_racing_an_erasure_answer_in_full_or_ask_for_a_retry(db: Da
     """One message delivered over and over while forget_user erases its sender over and over: each
     delivery answers with the whole receipt, or fails with an error the relay turns into a retry
     (23503 when the sender went between the lookup and the insert; 40001 when the first delivery went
-    between the insert and the re-read, a window too narrow for this loop to hit reliably)."""
+    between the insert and the re-read, a window too narrow for this loop to hit reliably:
+    test_receive_interleavings holds each window open)."""
     deliver = db.connect("postgres")
     erase = db.connect("postgres")
     stop = threading.Event()
