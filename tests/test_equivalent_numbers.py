@@ -74,12 +74,26 @@ def test_a_number_verified_first_takes_whatsapps_form_when_whatsapp_writes(
     ]
 
 
-def test_both_forms_from_get_or_create_find_one_profile(sql: Conn) -> None:
-    """get_or_create_whatsapp_user treats the two forms as one number."""
-    a = sql.execute("select id, created from public.get_or_create_whatsapp_user('+551187654321')").fetchone()
-    b = sql.execute("select id, created from public.get_or_create_whatsapp_user('5511987654321')").fetchone()
-    assert a is not None and b is not None
-    assert (a["created"], b["created"], a["id"] == b["id"]) == (True, False, True)
+@pytest.mark.parametrize(("case", "whatsapp_form", "verified_form"), PAIRS, ids=[c for c, _, _ in PAIRS])
+def test_both_forms_from_get_or_create_find_one_profile(
+    sql: Conn, case: str, whatsapp_form: str, verified_form: str
+) -> None:
+    """get_or_create_whatsapp_user treats the two forms as one number, however each is written."""
+    calls = [
+        sql.execute("select id, created from public.get_or_create_whatsapp_user(%s)", (phone,)).fetchone()
+        for phone in (
+            f"whatsapp:{whatsapp_form}",
+            verified_form,
+            verified_form.removeprefix("+"),  # Supabase Auth's form, through normalize_phone's clean-up
+            whatsapp_form,
+        )
+    ]
+    assert [(c["created"], c["id"] == calls[0]["id"]) for c in calls if c] == [
+        (True, True),
+        (False, True),
+        (False, True),
+        (False, True),
+    ]
 
 
 def test_an_auth_user_created_with_the_other_form_attaches_to_the_whatsapp_profile(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import psycopg
@@ -79,3 +80,24 @@ def test_a_lookup_by_key_can_use_the_unique_index(sql: Conn) -> None:
     ).fetchone()
     assert plan is not None
     assert '"Index Name": "users_phone_match_key"' in json.dumps(plan["QUERY PLAN"])
+
+
+def function_source(sql: Conn, signature: str) -> str:
+    row = sql.execute("select prosrc from pg_proc where oid = %s::regprocedure", (signature,)).fetchone()
+    assert row is not None
+    return str(row["prosrc"])
+
+
+def test_whatsapp_users_shortcuts_are_the_first_tests_of_the_functions_it_skips(sql: Conn) -> None:
+    """private.whatsapp_user decides the common case inline (Twilio's E.164 is its own normal form, a number
+    outside the equivalence countries its own key) instead of calling normalize_phone and phone_match_key.
+    The copies must stay those functions' own first tests: a rule changed in one place only would be
+    skipped for every message, since almost every message takes the shortcut."""
+    e164 = re.search(r"if raw ~ '([^']+)' then", function_source(sql, "private.normalize_phone(text, text)"))
+    prefixes = re.search(
+        r"left\(phone, 3\) not in (\([^)]+\))", function_source(sql, "private.phone_match_key(text)")
+    )
+    assert e164 is not None and prefixes is not None
+    caller = function_source(sql, "private.whatsapp_user(text, text, text, boolean)")
+    assert f"when whatsapp_user.phone ~ '{e164.group(1)}'" in caller
+    assert f"when left(normalized_phone, 3) not in {prefixes.group(1)} then normalized_phone" in caller
