@@ -112,6 +112,9 @@ SCRIPTS: dict[str, str] = {
     "select 1": "select 1;",
     "bare insert": f"{NEW_PHONE}\ninsert into bench.bare_users (phone_number, full_name) values ({NEW}, 'Bench')"
     " on conflict do nothing;",
+    # Not a baseline: the same insert into a table that holds only what the run itself added.
+    "bare insert, empty table": f"{NEW_PHONE}\ninsert into bench.empty_users (phone_number, full_name)"
+    f" values ({NEW}, 'Bench') on conflict do nothing;",
     # Floors: the rows each of our calls must read and write, as one plain SQL statement on the
     # same tables (no function, no validation, no merge logic). What no implementation can beat.
     "floor: existing sender": f"{{existing}}\nselect * from public.users as u where {by_key(EXISTING)};",
@@ -140,6 +143,7 @@ SCRIPTS: dict[str, str] = {
 SCALE_WORKLOADS = (
     "select 1",
     "bare insert",
+    "bare insert, empty table",
     "get_or_create existing",
     "get_or_create new",
     "receive existing sender",

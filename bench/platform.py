@@ -21,9 +21,13 @@ SETUP_SQL = """
 create schema if not exists bench;
 
 -- The bare-insert baseline: a table of the same shape, defaults, checks and unique
--- indexes as public.users (like ... including all copies all but the foreign key).
+-- indexes as public.users (like ... including all copies all but the foreign key), and
+-- load_users gives it the same rows, so that both inserts go into a table of one size.
 drop table if exists bench.bare_users;
 create table bench.bare_users (like public.users including all);
+-- The same, kept empty: the reference for what the users table's size alone costs an insert.
+drop table if exists bench.empty_users;
+create table bench.empty_users (like public.users including all);
 
 -- The naive flow's tables: without and with a unique constraint on phone_number.
 drop table if exists bench.naive_users;
@@ -75,7 +79,7 @@ def existing_users(conn: psycopg.Connection[tuple[object, ...]]) -> int:
 def load_users(server: EmbeddedPostgres, total: int) -> float:
     """Bulk-load existing senders up to `total`, each with a BSUID (as every WhatsApp message has carried
     since April 2026) and one stored message, as a live table has (one insert ... select generate_series
-    per table, then vacuum analyze); seconds taken."""
+    per table, then vacuum analyze), and copy them into the bare-insert baseline's table; seconds taken."""
     started = time.monotonic()
     with admin(server) as conn:
         have = existing_users(conn)
@@ -97,19 +101,26 @@ def load_users(server: EmbeddedPostgres, total: int) -> float:
                 """,
                 (have,),
             )
-        conn.execute("vacuum (analyze) public.users, public.whatsapp_messages")
+            conn.execute(
+                "insert into bench.bare_users select * from public.users as u"
+                " where u.phone_number like '+447%%' and substr(u.phone_number, 5)::bigint > %s",
+                (have,),
+            )
+        conn.execute("vacuum (analyze) public.users, public.whatsapp_messages, bench.bare_users")
     return time.monotonic() - started
 
 
 def clear_new_rows(server: EmbeddedPostgres) -> None:
     """Removes what the runs created (new senders, messages, baseline rows), keeping the loaded
-    senders and their messages. The baselines' tables are truncated and left unanalysed, so the
-    planner never caches a plan for an empty table (a sequential scan) that the next run outgrows."""
+    senders, their messages and their copies in the baseline's table. The other tables are truncated
+    and left unanalysed, so the planner never caches a plan for an empty table (a sequential scan)
+    that the next run outgrows."""
     with admin(server) as conn:
         conn.execute("delete from public.whatsapp_messages where message_sid not like 'SMload%'")
         conn.execute("delete from public.users where phone_number not like '+447%'")
-        conn.execute("truncate bench.bare_users, bench.naive_users, bench.naive_users_unique")
-        conn.execute("vacuum (analyze) public.users, public.whatsapp_messages")
+        conn.execute("delete from bench.bare_users where phone_number not like '+447%'")
+        conn.execute("truncate bench.empty_users, bench.naive_users, bench.naive_users_unique")
+        conn.execute("vacuum (analyze) public.users, public.whatsapp_messages, bench.bare_users")
         conn.execute("checkpoint")
 
 
