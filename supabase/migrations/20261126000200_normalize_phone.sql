@@ -14,6 +14,7 @@ declare
 begin
   -- What Twilio sends ('whatsapp:+<E.164>') and E.164 itself take one match instead of the
   -- clean-up below, which gives them the same result: every RPC call and trigger runs this.
+  -- private.whatsapp_user repeats this test inline: change both.
   if raw ~ '^(whatsapp:)?\+[1-9][0-9]{6,14}$' then
     return substr(raw, strpos(raw, '+'));
   end if;

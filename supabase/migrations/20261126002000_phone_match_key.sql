@@ -28,7 +28,7 @@ set search_path = ''
 as $$
 begin
   -- Every other country's number is its own key: no regex match for it, on every lookup
-  -- and every index insert.
+  -- and every index insert. private.whatsapp_user repeats this test inline: change both.
   if left(phone, 3) not in ('+55', '+52', '+54') then
     return phone;
   end if;

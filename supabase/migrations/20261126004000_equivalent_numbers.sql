@@ -88,11 +88,11 @@ as $$
 declare
   -- Validated in this order: the phone, then the BSUID, then (first thing in the loop) that
   -- there is one of them. What Twilio sends (E.164, perhaps after 'whatsapp:') is its own
-  -- normal form, and a number outside +55, +52 and +54 its own key: both are decided here,
-  -- as the first lines of normalize_phone and phone_match_key decide them: a call into a
-  -- function with a pinned search_path costs about 2 us, and the two calls were a seventh
-  -- of a known sender's lookup (BENCHMARKS.md). tests/test_phone_match_key.py holds these
-  -- copies to the originals.
+  -- normal form, and a number outside +55, +52 and +54 is its own key. Both are decided
+  -- here, by the same tests as the first lines of normalize_phone and phone_match_key,
+  -- because a call into a function with a pinned search_path costs about 2 us, and those
+  -- two calls were a seventh of a known sender's lookup (BENCHMARKS.md).
+  -- tests/test_phone_match_key.py holds the copies to the originals.
   normalized_phone text := case
     when whatsapp_user.phone ~ '^(whatsapp:)?\+[1-9][0-9]{6,14}$'
       then substr(whatsapp_user.phone, strpos(whatsapp_user.phone, '+'))
