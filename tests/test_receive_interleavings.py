@@ -64,11 +64,12 @@ def paused(db: Database, point: str) -> Iterator[Callable[[], None]]:
 
 
 def waiting_on(conn: Conn, wait_event: str) -> Callable[[], bool]:
-    """Whether some session waits on a heavyweight lock of this kind ('advisory', 'transactionid', 'tuple')."""
+    """Whether a session in this test's database waits on a lock of this kind ('advisory', 'transactionid')."""
 
     def check() -> bool:
         row = conn.execute(
-            "select count(*) as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = %s",
+            "select count(*) as n from pg_stat_activity"
+            " where datname = current_database() and wait_event_type = 'Lock' and wait_event = %s",
             (wait_event,),
         ).fetchone()
         return row is not None and row["n"] > 0
