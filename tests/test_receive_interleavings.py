@@ -3,8 +3,8 @@
 A stress loop (test_whatsapp_rpc) runs deliveries against erasures and hits these windows by
 chance, or not at all. Here a trigger the test adds holds the delivery at one exact point,
 on an advisory lock the test owns, while forget_user runs on another connection; then the
-delivery goes on. Each window ends in a whole receipt or in an error the relay answers with
-503, so that Twilio delivers again, and nothing is half written.
+delivery goes on. Each window ends in a whole receipt, or in an error that the relay either
+retries itself or answers with 503 so that Twilio delivers again; nothing is half written.
 """
 
 from __future__ import annotations
