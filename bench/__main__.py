@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         db_platform.clear_new_rows(server)
 
         # 4. Reference: the naive flow vs ours, same driver, same load.
+        db_platform.load_naive_tables(server)
         results["naive"] = []
         for index, variant in enumerate(("naive", "naive + unique", "ours")):
             flow = naive.run(server, variant, index, rpc_s)
