@@ -94,6 +94,38 @@ def test_the_shortcut_for_twilios_form_agrees_with_the_general_path(
     assert outcomes[0] == outcomes[1]
 
 
+def test_the_rpcs_own_shortcut_gives_what_normalize_phone_gives(
+    sql: psycopg.Connection[dict[str, Any]],
+) -> None:
+    """private.whatsapp_user decides Twilio's form itself before calling normalize_phone: every accepted,
+    refused and edge form, bare and behind 'whatsapp:', is stored as normalize_phone writes it or refused
+    with 22023 as normalize_phone refuses it."""
+    forms = (
+        [raw for raw, _ in ACCEPTED + REFUSED if raw]
+        + SHORTCUT_EDGES
+        + [f"whatsapp:{n}" for n in SHORTCUT_EDGES]
+    )
+    disagreements = []
+    stored: set[str] = set()
+    for raw in forms:
+        outcomes = []
+        for query in (
+            "select private.normalize_phone(%s) as phone",
+            "select phone_number as phone from public.get_or_create_whatsapp_user(%s)",
+        ):
+            try:
+                row = sql.execute(query, (raw,)).fetchone()
+                outcomes.append(row["phone"] if row else None)
+            except psycopg.errors.InvalidParameterValue:
+                outcomes.append("22023")
+        if outcomes[0] != outcomes[1]:
+            disagreements.append((raw, *outcomes))
+        stored.update(o for o in outcomes[1:] if o != "22023")
+    assert disagreements == []
+    assert len(stored) == 5  # both paths were taken: five numbers accepted, the rest refused
+    assert sql.execute("select count(*) as n from public.users").fetchone() == {"n": len(stored)}
+
+
 def test_the_field_name_is_the_callers(sql: psycopg.Connection[dict[str, Any]]) -> None:
     """Callers name the field the value came from, so the error points at it."""
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"^From 'x' is not"):
