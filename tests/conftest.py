@@ -71,6 +71,18 @@ def sql(db: Database) -> Iterator[psycopg.Connection[dict[str, Any]]]:
 
 
 @pytest.fixture
+def admin(cluster: Cluster, db: Database) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """A superuser connection to this test's database, for what only the platform may do (writing
+    auth.users with triggers off, switching on function statistics)."""
+    if cluster.admin_user is None:
+        pytest.skip("needs the platform's superuser, which a running Supabase stack does not lend")
+    with psycopg.connect(
+        db.url(cluster.admin_user), autocommit=True, row_factory=psycopg.rows.dict_row
+    ) as conn:
+        yield conn
+
+
+@pytest.fixture
 def postgrest(db: Database) -> Iterator[Postgrest]:
     api = Postgrest(db)
     yield api

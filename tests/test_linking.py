@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from glue.devdb.provider import Cluster
 from glue.testing import Database, Postgrest, SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -56,17 +54,6 @@ def link_error(postgrest: Postgrest, auth_id: uuid.UUID, **claims: Any) -> psyco
     with pytest.raises(psycopg.Error) as caught, postgrest.as_user(auth_id, **claims) as cur:
         cur.execute("select * from public.link_whatsapp_account()")
     return caught.value
-
-
-@pytest.fixture
-def admin(cluster: Cluster, db: Database) -> Iterator[Conn]:
-    """A superuser connection, for writing auth.users as it was before the linking migration existed."""
-    if cluster.admin_user is None:
-        pytest.skip("needs the platform's superuser")
-    with psycopg.connect(
-        db.url(cluster.admin_user), autocommit=True, row_factory=psycopg.rows.dict_row
-    ) as conn:
-        yield conn
 
 
 def confirm_phone_before_linking_existed(admin: Conn, auth_id: uuid.UUID, digits: str = DIGITS) -> None:

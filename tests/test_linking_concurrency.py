@@ -5,15 +5,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from glue.devdb.provider import Cluster
 from glue.testing import Database, Postgrest, SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -21,15 +19,6 @@ Conn = psycopg.Connection[dict[str, Any]]
 PHONE = "+14155550123"
 DIGITS = "14155550123"
 MESSAGES = 20
-
-
-@pytest.fixture
-def admin(cluster: Cluster, db: Database) -> Iterator[Conn]:
-    """A superuser connection, for writing auth.users as it was before the linking migration existed."""
-    if cluster.admin_user is None:
-        pytest.skip("needs the platform's superuser")
-    with psycopg.connect(db.url(cluster.admin_user), autocommit=True, row_factory=dict_row) as conn:
-        yield conn
 
 
 def confirm_phone_before_linking_existed(admin: Conn, auth_id: uuid.UUID) -> None:
