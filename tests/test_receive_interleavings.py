@@ -104,6 +104,14 @@ class Background:
 
 RECEIVE = "select * from public.receive_whatsapp_message(%s, %s, 'hello', null, '[]', %s)"
 
+# receive finds a known sender whose profile holds the number as written itself, and any other
+# through private.whatsapp_user: each window is held open on both ways, which must lock alike.
+NUMBER_WRITTEN = pytest.mark.parametrize(
+    "sent_from",
+    [f"whatsapp:{PHONE}", "+1 (415) 555-0171"],
+    ids=["receive's own lookup", "through whatsapp_user"],
+)
+
 
 def forget(sql: Conn, phone: str) -> None:
     """Erase the number's profile; fail rather than hang if the erasure has to wait for the delivery."""
@@ -111,13 +119,16 @@ def forget(sql: Conn, phone: str) -> None:
     sql.execute("select public.forget_user(u.id) from public.users as u where u.phone_number = %s", (phone,))
 
 
-def test_a_sender_erased_between_lookup_and_insert_fails_the_delivery_whole(db: Database, sql: Conn) -> None:
+@NUMBER_WRITTEN
+def test_a_sender_erased_between_lookup_and_insert_fails_the_delivery_whole(
+    db: Database, sql: Conn, sent_from: str
+) -> None:
     """Found by number alone (no lock), then erased before the message is written: 23503, nothing
     stored, and the redelivery stores the message under a new profile for the number."""
     sql.execute("select public.get_or_create_whatsapp_user(%s)", (PHONE,))
     [erased] = sql.execute("select id from public.users where phone_number = %s", (PHONE,)).fetchall()
     with paused(db, "before the message insert") as release:
-        delivery = Background(db, RECEIVE, (SID, f"whatsapp:{PHONE}", None))
+        delivery = Background(db, RECEIVE, (SID, sent_from, None))
         deadline_poll(waiting_on(sql, "advisory"), what="the delivery to reach the message insert")
         forget(sql, PHONE)  # does not wait: the number-only lookup locked nothing
         assert sql.execute("select count(*) as n from public.users").fetchone() == {"n": 0}
@@ -130,12 +141,17 @@ def test_a_sender_erased_between_lookup_and_insert_fails_the_delivery_whole(db: 
     assert again["user_id"] != erased["id"]
 
 
-def test_with_a_bsuid_the_sender_is_locked_until_the_message_is_stored(db: Database, sql: Conn) -> None:
+@pytest.mark.parametrize(
+    "bsuid_sent", [BSUID, f"whatsapp:{BSUID}"], ids=["receive's own lookup", "through whatsapp_user"]
+)
+def test_with_a_bsuid_the_sender_is_locked_until_the_message_is_stored(
+    db: Database, sql: Conn, bsuid_sent: str
+) -> None:
     """Found by number and BSUID, the profile is held (for key share): the erasure waits for the
     delivery, which stores its message whole; then the erasure removes profile and message."""
     sql.execute("select public.get_or_create_whatsapp_user(%s, null, %s)", (PHONE, BSUID))
     with paused(db, "before the message insert") as release:
-        delivery = Background(db, RECEIVE, (SID, f"whatsapp:{PHONE}", BSUID))
+        delivery = Background(db, RECEIVE, (SID, f"whatsapp:{PHONE}", bsuid_sent))
         deadline_poll(waiting_on(sql, "advisory"), what="the delivery to reach the message insert")
         erasure = Background(
             db, "select public.forget_user(u.id) from public.users as u where u.phone_number = %s", (PHONE,)
@@ -149,14 +165,15 @@ def test_with_a_bsuid_the_sender_is_locked_until_the_message_is_stored(db: Datab
     assert sql.execute("select count(*) as n from public.users").fetchone() == {"n": 0}
 
 
+@NUMBER_WRITTEN
 def test_a_redelivery_whose_first_delivery_is_erased_before_the_reread_asks_for_a_retry(
-    db: Database, sql: Conn
+    db: Database, sql: Conn, sent_from: str
 ) -> None:
     """The redelivery's insert meets the first delivery's row, then the erasure removes it before the
     redelivery reads it: 40001, nothing stored; delivered again, the message is stored afresh."""
     [first] = sql.execute(RECEIVE, (SID, f"whatsapp:{PHONE}", None)).fetchall()
     with paused(db, "after the message insert") as release:
-        redelivery = Background(db, RECEIVE, (SID, f"whatsapp:{PHONE}", None))
+        redelivery = Background(db, RECEIVE, (SID, sent_from, None))
         deadline_poll(waiting_on(sql, "advisory"), what="the redelivery to pass its insert")
         forget(sql, PHONE)
         release()

@@ -1,0 +1,182 @@
+"""receive_whatsapp_message finds a known sender whose profile the message would not change by one
+lookup of its own, and everyone else through private.whatsapp_user: both ways end the same.
+
+Every combination of a profile state and a message is run twice from the same start, once through
+get_or_create_whatsapp_user (always whatsapp_user) and once through receive; the sender, the
+created flag, every profile row, the merges and the SQLSTATE of a refusal must be equal. Function
+statistics show which way receive went, so the test also proves where the shortcut applies.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from glue.testing import Database
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+PHONE = "+14155550181"
+BRAZIL_9 = "+5511987654321"  # the nine-digit form of the number below, the same mobile
+BRAZIL_8 = "+551187654321"
+BSUID = "US.13491208655302741918"
+OTHER_BSUID = "US.99991208655302741918"
+
+# Profiles present before the message: (phone_number, whatsapp_user_id, full_name) rows.
+STATES: dict[str, list[tuple[str | None, str | None, str | None]]] = {
+    "no profile": [],
+    "number, no name": [(PHONE, None, None)],
+    "number and name": [(PHONE, None, "Ana")],
+    "number, name and the BSUID": [(PHONE, BSUID, "Ana")],
+    "number, name and another BSUID": [(PHONE, OTHER_BSUID, "Ana")],
+    "number and name; the BSUID on a second profile": [(PHONE, None, "Ana"), (None, BSUID, None)],
+    "BSUID only": [(None, BSUID, "Ana")],
+    "Brazil, nine digits": [(BRAZIL_9, None, "Ana")],
+    "Brazil, eight digits": [(BRAZIL_8, None, "Ana")],
+}
+
+# Messages: (From, ProfileName, ExternalUserId).
+MESSAGES: dict[str, tuple[str | None, str | None, str | None]] = {
+    "Twilio's number": (f"whatsapp:{PHONE}", None, None),
+    "Twilio's number and a name": (f"whatsapp:{PHONE}", "Ana B", None),
+    "bare number and a name": (PHONE, "Ana B", None),
+    "number written otherwise": ("+1 (415) 555-0181", "Ana B", None),
+    "number and the BSUID": (f"whatsapp:{PHONE}", None, BSUID),
+    "number, name and the BSUID": (f"whatsapp:{PHONE}", "Ana B", BSUID),
+    "number and a prefixed BSUID": (f"whatsapp:{PHONE}", "Ana B", f"whatsapp:{BSUID}"),
+    "number and a blank BSUID": (f"whatsapp:{PHONE}", "Ana B", "  "),
+    "BSUID alone": (None, "Ana B", BSUID),
+    "Brazil, nine digits": (f"whatsapp:{BRAZIL_9}", "Ana B", None),
+    "Brazil, eight digits": (f"whatsapp:{BRAZIL_8}", "Ana B", None),
+    "too short a number": ("whatsapp:+1415", "Ana B", None),
+    "a stored number with junk before it": (f"junk{PHONE}", "Ana B", None),
+    "number and a malformed BSUID": (f"whatsapp:{PHONE}", "Ana B", "not a bsuid"),
+    "neither": (None, "Ana B", None),
+}
+
+# Where receive needs no whatsapp_user: the profile holds the number as written (after
+# 'whatsapp:'), the BSUID if one is sent, and a name if one is sent.
+SHORTCUTS = {
+    ("number, no name", "Twilio's number"),
+    ("number and name", "Twilio's number"),
+    ("number and name", "Twilio's number and a name"),
+    ("number and name", "bare number and a name"),
+    ("number and name", "number and a blank BSUID"),
+    ("number, name and the BSUID", "Twilio's number"),
+    ("number, name and the BSUID", "Twilio's number and a name"),
+    ("number, name and the BSUID", "bare number and a name"),
+    ("number, name and the BSUID", "number and a blank BSUID"),
+    ("number, name and the BSUID", "number and the BSUID"),
+    ("number, name and the BSUID", "number, name and the BSUID"),
+    ("number, name and another BSUID", "Twilio's number"),
+    ("number, name and another BSUID", "Twilio's number and a name"),
+    ("number, name and another BSUID", "bare number and a name"),
+    ("number, name and another BSUID", "number and a blank BSUID"),
+    ("number and name; the BSUID on a second profile", "Twilio's number"),
+    ("number and name; the BSUID on a second profile", "Twilio's number and a name"),
+    ("number and name; the BSUID on a second profile", "bare number and a name"),
+    ("number and name; the BSUID on a second profile", "number and a blank BSUID"),
+    ("Brazil, nine digits", "Brazil, nine digits"),
+    ("Brazil, eight digits", "Brazil, eight digits"),
+}
+
+
+@pytest.fixture
+def counted(db: Database, admin: Conn) -> Iterator[Conn]:
+    """A `postgres` connection whose transactions count their plpgsql calls (pg_stat_xact_user_functions)."""
+    admin.execute(f'alter database "{db.dbname}" set track_functions = pl')
+    with db.connect("postgres", autocommit=False) as conn:
+        yield conn
+
+
+WHATSAPP_USER_CALLS = (
+    "select coalesce(sum(calls), 0) as n from pg_stat_xact_user_functions"
+    " where schemaname = 'private' and funcname = 'whatsapp_user'"
+)
+
+
+def outcome(conn: Conn, state: str, call: str | None = None, params: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """The state's profiles, then `call`: what it returned or refused, the profiles and merges after it, and
+    how many times whatsapp_user ran. Rolled back, so that every call starts from the same rows."""
+    try:
+        names = {}  # profile id -> its place in the state (ids differ between runs)
+        for place, row in enumerate(STATES[state], start=1):
+            inserted = conn.execute(
+                "insert into public.users (phone_number, whatsapp_user_id, full_name)"
+                " values (%s, %s, %s) returning id as n",
+                row,
+            ).fetchone()
+            assert inserted is not None
+            names[inserted["n"]] = f"profile {place} of the state"
+        if call is None:
+            return {"profiles": profiles(conn, names)}
+        calls_before = one(conn, WHATSAPP_USER_CALLS)
+        try:
+            with conn.transaction():
+                answer = conn.execute(call, params).fetchone()
+        except psycopg.Error as refused:
+            return {"refused": refused.sqlstate, "profiles": profiles(conn, names)}
+        assert answer is not None
+        return {
+            "sender": names.get(answer["id"], "new"),
+            "created": answer["created"],
+            "profiles": profiles(conn, names),
+            "merges": one(conn, "select count(*) as n from public.user_merges"),
+            "whatsapp_user calls": one(conn, WHATSAPP_USER_CALLS) - calls_before,
+        }
+    finally:
+        conn.rollback()
+
+
+def one(conn: Conn, query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return row["n"]
+
+
+def profiles(conn: Conn, names: dict[Any, str]) -> list[tuple[Any, ...]]:
+    """Every profile, named by its place in the state, or 'new'."""
+    rows = conn.execute("select id, phone_number, whatsapp_user_id, full_name from public.users").fetchall()
+    return sorted(
+        (names.get(r["id"], "new"), r["phone_number"], r["whatsapp_user_id"], r["full_name"]) for r in rows
+    )
+
+
+GET_OR_CREATE = "select id, created from public.get_or_create_whatsapp_user(%s, %s, %s)"
+RECEIVE = (
+    "select user_id as id, user_created as created"
+    " from public.receive_whatsapp_message('SM00000000000000000000000000000181', %s, 'hi', %s, '[]', %s)"
+)
+
+
+def test_receive_ends_as_whatsapp_user_does_and_skips_it_only_where_the_profile_holds_the_message(
+    counted: Conn,
+) -> None:
+    """135 state and message pairs: the same sender, profiles, merges or refusal both ways, and
+    whatsapp_user skipped exactly for the pairs in SHORTCUTS."""
+    differences = []
+    shortcuts = set()
+    for state, message in itertools.product(STATES, MESSAGES):
+        expected = outcome(counted, state, GET_OR_CREATE, MESSAGES[message])
+        received = outcome(counted, state, RECEIVE, MESSAGES[message])
+        if received.get("whatsapp_user calls") == 0:
+            shortcuts.add((state, message))
+        expected.pop("whatsapp_user calls", None)
+        received.pop("whatsapp_user calls", None)
+        if expected != received:
+            differences.append((state, message, expected, received))
+    assert differences == []
+    assert shortcuts == SHORTCUTS
+
+
+def test_the_shortcut_leaves_the_profile_as_it_found_it(counted: Conn) -> None:
+    """Where receive skipped whatsapp_user, the sender existed and no profile changed."""
+    for state, message in sorted(SHORTCUTS):
+        before = outcome(counted, state)
+        received = outcome(counted, state, RECEIVE, MESSAGES[message])
+        assert received["sender"] != "new" and received["created"] is False, (state, message)
+        assert received["profiles"] == before["profiles"], (state, message)
