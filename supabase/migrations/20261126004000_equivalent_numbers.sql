@@ -201,6 +201,8 @@ begin
 
     -- Fill in what the profile lacks. The number is stored in WhatsApp's own form
     -- (replies go there), so an equivalent form written by Supabase Auth gives way.
+    -- receive_whatsapp_message does not call this function for a profile that lacks none of
+    -- these: a new rule here needs its condition there too (tests/test_receive_known_sender.py).
     if (found_profile.whatsapp_user_id is null and bsuid is not null)
        or (normalized_phone is not null and found_profile.phone_number is distinct from normalized_phone
            and (found_profile.phone_number is null or private.phone_match_key(found_profile.phone_number) = sender_key))
