@@ -18,7 +18,7 @@ from relay_support import HookRecorder, RelayServer, running_relay
 
 from glue.devdb.platform import create_database, install_platform
 from glue.devdb.provider import Cluster, provide_cluster
-from glue.testing import Database, Postgrest, SupabaseAuth
+from actors import Database, Postgrest, SupabaseAuth
 
 _counter = itertools.count()
 

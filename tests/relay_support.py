@@ -22,7 +22,7 @@ from glue.app import create_app
 from glue.gateway import PsycopgGateway
 from glue.hooks import ReplyHook, Sender
 from glue.settings import WEBHOOK_PATH, Settings
-from glue.testing import Database
+from actors import Database
 from glue.twilio_request import InboundMessage
 
 TOKEN = "0123456789abcdef0123456789abcdef"

@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from glue.testing import SupabaseAuth
+from actors import SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -21,7 +21,7 @@ from relay_support import PHONE, TOKEN, WELCOME, RelayServer, count, deadline_po
 
 from glue.cli import main
 from glue.devdb.server import free_port
-from glue.testing import Database
+from actors import Database
 
 GLUE = str(Path(sys.executable).with_name("glue"))
 RELAY_VARIABLES = (

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from glue.testing import Database
+from actors import Database
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "supabase" / "config.toml"
 SECRET_KEYS = {

@@ -25,7 +25,7 @@ from glue.app import create_app
 from glue.devdb.server import free_port
 from glue.gateway import PsycopgGateway
 from glue.settings import WEBHOOK_PATH, Settings
-from glue.testing import Database
+from actors import Database
 
 CONTRACT = Path(__file__).resolve().parent / "contract"
 SETTINGS: dict[str, Any] = json.loads((CONTRACT / "settings.json").read_text())

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from glue.devdb.platform import apply_migrations
-from glue.testing import Database, Postgrest, SupabaseAuth
+from actors import Database, Postgrest, SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
 EQUIVALENCE_MIGRATION = "20261126004000"

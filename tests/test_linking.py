@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from glue.testing import Database, Postgrest, SupabaseAuth
+from actors import Database, Postgrest, SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from glue.devdb.provider import Cluster
-from glue.testing import Database, Postgrest, SupabaseAuth
+from actors import Database, Postgrest, SupabaseAuth
 
 
 def test_embedded_server_runs_as_an_unprivileged_user_even_when_we_are_root(cluster: Cluster) -> None:

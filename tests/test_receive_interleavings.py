@@ -20,7 +20,7 @@ import pytest
 from relay_support import WELCOME, count, deadline_poll, post, running_relay
 
 from glue.simulate import inbound_params
-from glue.testing import Database
+from actors import Database
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from glue.testing import Database
+from actors import Database
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -39,7 +39,7 @@ from glue.gateway import PsycopgGateway
 from glue.hooks import Sender
 from glue.settings import WEBHOOK_PATH
 from glue.simulate import inbound_params, message_sid
-from glue.testing import Database
+from actors import Database
 from glue.twilio_request import InboundMessage, check_signature, parse_form
 
 # --- the signature, checked with Twilio's own example -------------------------------------------

@@ -6,7 +6,7 @@ import httpx
 from relay_support import WELCOME, HookRecorder, RelayServer, count, post, twiml
 
 from glue.simulate import inbound_params
-from glue.testing import Database
+from actors import Database
 
 BSUID = "US.13491208655302741918"
 

@@ -9,7 +9,7 @@ import pytest
 from relay_support import count, post, running_relay
 
 from glue.simulate import inbound_params
-from glue.testing import Database
+from actors import Database
 
 
 def test_an_unexpected_database_error_is_503_with_retry_after(

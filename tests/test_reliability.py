@@ -49,7 +49,7 @@ from glue.devdb import start_local_platform
 from glue.devdb.server import free_port
 from glue.settings import WEBHOOK_PATH, Settings
 from glue.simulate import inbound_params, message_sid
-from glue.testing import Database
+from actors import Database
 from glue.twilio_request import NOT_XML
 
 TWILIO_TIMEOUT = 15.0  # Twilio waits this long for an answer

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from glue.testing import Postgrest, SupabaseAuth
+from actors import Postgrest, SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
 

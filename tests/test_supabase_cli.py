@@ -26,7 +26,7 @@ import pytest
 
 from glue.devdb.platform import create_database, install_platform, migrations
 from glue.devdb.provider import Cluster
-from glue.testing import Database
+from actors import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "node_modules" / ".bin" / "supabase"

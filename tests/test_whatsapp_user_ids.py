@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from glue.testing import Database
+from actors import Database
 
 Conn = psycopg.Connection[dict[str, Any]]
 BSUID = "US.13491208655302741918"
