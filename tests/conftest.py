@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from actors import Database, Postgrest, SupabaseAuth
 from relay_support import HookRecorder, RelayServer, running_relay
 
 from glue.devdb.platform import create_database, install_platform
 from glue.devdb.provider import Cluster, provide_cluster
-from actors import Database, Postgrest, SupabaseAuth
 
 _counter = itertools.count()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from actors import Database
 from starlette.applications import Starlette
 from twilio.request_validator import RequestValidator
 
@@ -22,7 +23,6 @@ from glue.app import create_app
 from glue.gateway import PsycopgGateway
 from glue.hooks import ReplyHook, Sender
 from glue.settings import WEBHOOK_PATH, Settings
-from actors import Database
 from glue.twilio_request import InboundMessage
 
 TOKEN = "0123456789abcdef0123456789abcdef"

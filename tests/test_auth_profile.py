@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-
 from actors import SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]

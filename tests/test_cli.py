@@ -17,11 +17,11 @@ from typing import IO
 
 import httpx
 import pytest
+from actors import Database
 from relay_support import PHONE, TOKEN, WELCOME, RelayServer, count, deadline_poll, running_relay, twiml
 
 from glue.cli import main
 from glue.devdb.server import free_port
-from actors import Database
 
 GLUE = str(Path(sys.executable).with_name("glue"))
 RELAY_VARIABLES = (

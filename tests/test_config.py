@@ -10,7 +10,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from actors import Database
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "supabase" / "config.toml"

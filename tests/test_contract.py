@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from actors import Database
 from relay_support import RelayServer
 from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
@@ -25,7 +26,6 @@ from glue.app import create_app
 from glue.devdb.server import free_port
 from glue.gateway import PsycopgGateway
 from glue.settings import WEBHOOK_PATH, Settings
-from actors import Database
 
 CONTRACT = Path(__file__).resolve().parent / "contract"
 SETTINGS: dict[str, Any] = json.loads((CONTRACT / "settings.json").read_text())

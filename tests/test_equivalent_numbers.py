@@ -6,9 +6,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from actors import Database, Postgrest, SupabaseAuth
 
 from glue.devdb.platform import apply_migrations
-from actors import Database, Postgrest, SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
 EQUIVALENCE_MIGRATION = "20261126004000"

@@ -11,7 +11,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from actors import Database, Postgrest, SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]

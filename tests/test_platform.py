@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from actors import Database, Postgrest, SupabaseAuth
 
 from glue.devdb.provider import Cluster
-from actors import Database, Postgrest, SupabaseAuth
 
 
 def test_embedded_server_runs_as_an_unprivileged_user_even_when_we_are_root(cluster: Cluster) -> None:

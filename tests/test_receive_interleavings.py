@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from actors import Database
 from relay_support import WELCOME, count, deadline_poll, post, running_relay
 
 from glue.simulate import inbound_params
-from actors import Database
 
 Conn = psycopg.Connection[dict[str, Any]]
 

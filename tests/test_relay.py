@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from actors import Database
 from relay_support import (
     EMPTY_TWIML,
     PHONE,
@@ -39,7 +40,6 @@ from glue.gateway import PsycopgGateway
 from glue.hooks import Sender
 from glue.settings import WEBHOOK_PATH
 from glue.simulate import inbound_params, message_sid
-from actors import Database
 from glue.twilio_request import InboundMessage, check_signature, parse_form
 
 # --- the signature, checked with Twilio's own example -------------------------------------------

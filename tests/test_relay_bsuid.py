@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import httpx
+from actors import Database
 from relay_support import WELCOME, HookRecorder, RelayServer, count, post, twiml
 
 from glue.simulate import inbound_params
-from actors import Database
 
 BSUID = "US.13491208655302741918"
 

@@ -6,10 +6,10 @@ import logging
 
 import httpx
 import pytest
+from actors import Database
 from relay_support import count, post, running_relay
 
 from glue.simulate import inbound_params
-from actors import Database
 
 
 def test_an_unexpected_database_error_is_503_with_retry_after(

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import psycopg
+from actors import Database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relay_support import (
@@ -49,7 +50,6 @@ from glue.devdb import start_local_platform
 from glue.devdb.server import free_port
 from glue.settings import WEBHOOK_PATH, Settings
 from glue.simulate import inbound_params, message_sid
-from actors import Database
 from glue.twilio_request import NOT_XML
 
 TWILIO_TIMEOUT = 15.0  # Twilio waits this long for an answer

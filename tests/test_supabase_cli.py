@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from actors import Database
 
 from glue.devdb.platform import create_database, install_platform, migrations
 from glue.devdb.provider import Cluster
-from actors import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "node_modules" / ".bin" / "supabase"

@@ -9,7 +9,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from actors import Database
 
 Conn = psycopg.Connection[dict[str, Any]]
