@@ -4,7 +4,9 @@
   `authenticator`, search_path and JWT claims set locally, then SET LOCAL ROLE to
   the claim's role with that role's statement_timeout in force.
 - `SupabaseAuth` connects as `supabase_auth_admin` and writes what Supabase Auth
-  (GoTrue) writes for sign-up, phone confirmation, email change and deletion.
+  (GoTrue) writes for sign-up, phone confirmation, email change and deletion; the fast
+  tests use it, and tests/test_real_auth.py holds it equal to the real server.
+- `App` is a person in the mobile app: Supabase's auth client against the real server.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+import jwt
 import psycopg
 from psycopg.rows import dict_row
+from supabase_auth import SyncGoTrueAdminAPI, SyncGoTrueClient
+
+from glue.devdb.mail import MailCatcher
 
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 ROLE_TIMEOUTS = {"anon": "3s", "authenticated": "8s"}
@@ -37,6 +44,24 @@ class Database:
 
     def connect(self, user: str = "postgres", autocommit: bool = True) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(self.url(user), autocommit=autocommit, row_factory=dict_row)
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """The claims of an access token the real Auth server issued, its signature verified."""
+
+    claims: dict[str, Any]
+
+    @classmethod
+    def verified(cls, access_token: str, secret: str) -> TokenClaims:
+        return cls(jwt.decode(access_token, secret, algorithms=["HS256"], audience="authenticated"))
+
+    @property
+    def role(self) -> str:
+        return str(self.claims["role"])
+
+    def as_json(self) -> str:
+        return json.dumps(self.claims)
 
 
 @dataclass(frozen=True)
@@ -63,7 +88,7 @@ class Postgrest:
         self._conn.close()
 
     @contextmanager
-    def request(self, claims: Claims) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+    def request(self, claims: Claims | TokenClaims) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         conn = self._conn
         try:
             with conn.cursor() as cur:
@@ -90,6 +115,10 @@ class Postgrest:
 
     def as_user(self, user_id: str | uuid.UUID, email: str | None = None, phone: str | None = None) -> Any:
         return self.request(Claims("authenticated", str(user_id), email, phone))
+
+    def with_token(self, access_token: str, secret: str) -> Any:
+        """A request carrying a real access token: its signature checked, its claims set as they are."""
+        return self.request(TokenClaims.verified(access_token, secret))
 
 
 class SupabaseAuth:
@@ -218,3 +247,68 @@ class SupabaseAuth:
 
     def user(self, user_id: uuid.UUID) -> dict[str, Any] | None:
         return self._conn.execute("select * from users where id = %s", (user_id,)).fetchone()
+
+
+class App:
+    """A person using the mobile app: Supabase's own Python auth client against the real Auth
+    server, and RPCs sent as PostgREST sends them, with the access token that server issued."""
+
+    def __init__(self, auth_url: str, anon_key: str, secret: str, api: Postgrest, mail: MailCatcher) -> None:
+        self._http = httpx.Client(timeout=30)
+        self.client = SyncGoTrueClient(
+            url=auth_url,
+            headers={"apikey": anon_key},
+            auto_refresh_token=False,
+            persist_session=True,
+            http_client=self._http,
+        )
+        self._secret = secret
+        self._api = api
+        self._mail = mail
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def access_token(self) -> str:
+        session = self.client.get_session()
+        assert session is not None, "not signed in"
+        return session.access_token
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return uuid.UUID(str(TokenClaims.verified(self.access_token, self._secret).claims["sub"]))
+
+    def sign_up(self, email: str, password: str, full_name: str | None = None) -> uuid.UUID:
+        """Sign up with email and password, then follow the confirmation mail's link."""
+        options = {"data": {"full_name": full_name}} if full_name else {}
+        response = self.client.sign_up({"email": email, "password": password, "options": options})
+        assert response.user is not None and response.session is None  # confirmations are on
+        mail = self._mail.wait_for(email)
+        assert mail.link_token is not None
+        self.client.verify_otp({"token_hash": mail.link_token, "type": "signup"})
+        return uuid.UUID(response.user.id)
+
+    def sign_in(self, email: str, password: str) -> None:
+        self.client.sign_in_with_password({"email": email, "password": password})
+
+    def add_phone(self, phone_digits: str, code: str) -> None:
+        """updateUser({ phone }) then verifyOtp({ type: 'phone_change' }), as the app does."""
+        self.client.update_user({"phone": phone_digits})
+        self.client.verify_otp({"phone": phone_digits, "token": code, "type": "phone_change"})
+
+    def sign_in_with_phone(self, phone_digits: str, code: str) -> None:
+        """signInWithOtp({ phone }) then verifyOtp({ type: 'sms' })."""
+        self.client.sign_in_with_otp({"phone": phone_digits})
+        self.client.verify_otp({"phone": phone_digits, "token": code, "type": "sms"})
+
+    def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """One API request with this person's access token: an RPC or a select under RLS."""
+        with self._api.with_token(self.access_token, self._secret) as cur:
+            return cur.execute(statement.encode(), params).fetchall()
+
+
+def admin_api(auth_url: str, service_role_key: str, http: httpx.Client) -> SyncGoTrueAdminAPI:
+    """supabase.auth.admin as a backend holding the service-role key has it."""
+    headers = {"apikey": service_role_key, "Authorization": f"Bearer {service_role_key}"}
+    return SyncGoTrueAdminAPI(url=auth_url, headers=headers, http_client=http)

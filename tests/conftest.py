@@ -14,9 +14,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from actors import Database, Postgrest, SupabaseAuth
+from actors import App, Database, Postgrest, SupabaseAuth, admin_api
 from relay_support import HookRecorder, RelayServer, running_relay
+from supabase_auth import SyncGoTrueAdminAPI
 
+from glue.devdb.auth import AuthServer, auth_binary, unavailable_reason
+from glue.devdb.mail import MailCatcher
 from glue.devdb.platform import create_database, install_platform
 from glue.devdb.provider import Cluster, provide_cluster
 
@@ -114,3 +117,61 @@ def client() -> Iterator[httpx.Client]:
     """An HTTP client for the relay."""
     with httpx.Client(timeout=30) as http:
         yield http
+
+
+# Numbers the tests' Auth servers accept with a fixed code (`GOTRUE_SMS_TEST_OTP`), beside
+# config.toml's own: fictional 555-01xx and 555-7xxx numbers.
+TEST_OTPS = {f"1415555{n:04d}": f"{n:06d}" for n in range(7001, 7010)}
+
+
+def otp_for(phone_digits: str) -> str:
+    """The fixed code the tests' Auth server accepts for one of TEST_OTPS's numbers."""
+    return TEST_OTPS[phone_digits]
+
+
+@pytest.fixture(scope="session")
+def mail() -> Iterator[MailCatcher]:
+    """The mail catcher every test's Auth server sends its confirmation mails to."""
+    catcher = MailCatcher()
+    catcher.start()
+    yield catcher
+    catcher.stop()
+
+
+@pytest.fixture
+def auth_server(cluster: Cluster, db: Database, mail: MailCatcher) -> Iterator[AuthServer]:
+    """The real Supabase Auth server on this test's database, configured from config.toml."""
+    binary = auth_binary()
+    if binary is None:
+        pytest.skip(unavailable_reason())
+    if cluster.kind != "embedded":
+        pytest.skip(f"real Supabase Auth runs beside the embedded platform; this run uses {cluster.kind}")
+    server = AuthServer(binary, db.url("supabase_auth_admin"), smtp_port=mail.port, extra_test_otps=TEST_OTPS)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(auth_server: AuthServer, postgrest: Postgrest, mail: MailCatcher) -> Iterator[App]:
+    """A person in the mobile app, signed out."""
+    person = App(auth_server.url, auth_server.anon_key, auth_server.secret, postgrest, mail)
+    yield person
+    person.close()
+
+
+@pytest.fixture
+def second_app(auth_server: AuthServer, db: Database, mail: MailCatcher) -> Iterator[App]:
+    """Another person in the mobile app, on a PostgREST connection of their own."""
+    api = Postgrest(db)
+    person = App(auth_server.url, auth_server.anon_key, auth_server.secret, api, mail)
+    yield person
+    person.close()
+    api.close()
+
+
+@pytest.fixture
+def auth_admin(auth_server: AuthServer) -> Iterator[SyncGoTrueAdminAPI]:
+    """supabase.auth.admin, as a backend with the service-role key uses it."""
+    with httpx.Client(timeout=30) as http:
+        yield admin_api(auth_server.url, auth_server.service_role_key, http)

@@ -1,17 +1,20 @@
 """Supabase's platform layer and `supabase db reset`'s way of applying migrations.
 
 The platform layer (roles, auth schema, default privileges) is what a hosted
-Supabase database has before any user migration runs. Migrations are then applied
+Supabase database has before any user migration runs; the auth tables in it come from
+Supabase Auth's own migrations (glue/devdb/auth.py). Migrations are then applied
 as the CLI applies them: as the non-superuser `postgres`, every file in version
 order, each in its own transaction, then seed.sql.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -58,11 +61,43 @@ def create_database(admin_url: str, dbname: str, template: str = "template1") ->
 
 
 def install_platform(admin_url: str) -> None:
-    """Install the per-database platform layer into the database `admin_url` names."""
+    """Install the per-database platform layer into the database `admin_url` names, then the
+    auth tables: the real Supabase Auth server's own migrations where its binary is here, else
+    the stand-in (glue/devdb/auth.py says which)."""
     with psycopg.connect(admin_url) as conn:
         dbname = conn.info.dbname
         conn.execute(sql.SQL("alter database {} owner to postgres").format(sql.Identifier(dbname)))
+        # As on Supabase: Auth runs `create schema if not exists auth`, which needs this.
+        conn.execute(
+            sql.SQL("grant create on database {} to supabase_auth_admin").format(sql.Identifier(dbname))
+        )
         conn.execute(_sql("platform.sql").encode())
+    install_auth_tables(_as_user(admin_url, "supabase_auth_admin"))
+
+
+def _as_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    netloc = f"{user}:{parts.password or 'postgres'}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def install_auth_tables(auth_admin_url: str, use_real_auth: bool | None = None) -> str:
+    """Create the auth tables as supabase_auth_admin; returns "real" or "stand-in".
+
+    With the real server's binary, `auth migrate` (its embedded migrations) makes them as on
+    Supabase; without it, auth_standin.sql. GLUE_AUTH=standin forces the stand-in.
+    """
+    from glue.devdb.auth import AuthServer, auth_binary
+
+    binary = auth_binary()
+    if use_real_auth is None:
+        use_real_auth = os.environ.get("GLUE_AUTH", "auto") != "standin"
+    if use_real_auth and binary is not None:
+        AuthServer(binary, auth_admin_url, smtp_port=0).migrate()
+        return "real"
+    with psycopg.connect(auth_admin_url, autocommit=True) as conn:
+        conn.execute(_sql("auth_standin.sql").encode())
+    return "stand-in"
 
 
 def migrations(directory: Path | None = None) -> list[Migration]:
