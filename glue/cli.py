@@ -8,13 +8,19 @@ import os
 import secrets
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from pydantic import SecretStr
 
 from glue.settings import WEBHOOK_PATH, Settings
 
+if TYPE_CHECKING:
+    from glue.devdb import EmbeddedPostgres, LocalAuth
+    from glue.devdb.api import BackgroundServer
+    from glue.devdb.mail import Mail
+
+API_PORT = 54321  # the Supabase CLI's local API port
 DEV_WELCOME = "Welcome! This is the glue relay on your machine. Send anything and it echoes it back."
 
 
@@ -71,6 +77,46 @@ def seed_overview(database_url: str) -> list[str]:
     return lines
 
 
+def _print_mail(mail: Mail) -> None:
+    print(f"[mail] to {', '.join(mail.to)}: {mail.subject!r}  code {mail.code}", flush=True)
+
+
+def _start_local_auth(
+    server: EmbeddedPostgres,
+) -> tuple[LocalAuth | None, BackgroundServer | None, list[str]]:
+    """The real Auth server and the local API (`/auth/v1`, `/rest/v1`) when Auth's binary is here."""
+    from glue.devdb import start_local_auth
+    from glue.devdb.api import BackgroundServer, create_api
+    from glue.devdb.auth import load_config, test_otps, unavailable_reason
+    from glue.devdb.server import free_port, port_is_free
+
+    auth = start_local_auth(server, on_mail=_print_mail)
+    if auth is None:
+        return None, None, [f"  Auth:         not running ({unavailable_reason()})"]
+    keys = {auth.server.anon_key, auth.server.service_role_key}
+    port = API_PORT if port_is_free(API_PORT) else free_port()
+    api = BackgroundServer(
+        create_api(server.url("authenticator"), auth.server.url, auth.server.secret, keys), port
+    )
+    try:
+        api.start()
+    except BaseException:
+        auth.stop()
+        raise
+    numbers = ", ".join(f"+{n} code {c}" for n, c in test_otps(load_config()).items()) or "none configured"
+    return (
+        auth,
+        api,
+        [
+            f"  SUPABASE_URL=http://127.0.0.1:{port}   (/auth/v1: the real Supabase Auth server; /rest/v1: RPCs and reads)",
+            f"  SUPABASE_ANON_KEY={auth.server.anon_key}",
+            f"  SUPABASE_SERVICE_ROLE_KEY={auth.server.service_role_key}",
+            f"  test phones:  {numbers}   ([auth.sms.test_otp] in supabase/config.toml)",
+            "  mails Auth sends (sign-up confirmations) are printed here as [mail] lines, with their code",
+        ],
+    )
+
+
 def dev(args: argparse.Namespace) -> int:
     """The local platform with migrations and seed, and the relay on it with a generated token."""
     from glue.app import create_app
@@ -83,7 +129,10 @@ def dev(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     server = start_local_platform(seed=True)
+    auth = None
+    api = None
     try:
+        auth, api, auth_lines = _start_local_auth(server)
         token = secrets.token_hex(16)
         base = Settings()
         port = args.port or (base.port if port_is_free(base.port) else free_port())
@@ -107,6 +156,8 @@ def dev(args: argparse.Namespace) -> int:
         print(f"  relay:        {url}   (health: http://127.0.0.1:{port}/readyz)")
         print(f"  TWILIO_AUTH_TOKEN={token}   (generated for this run)")
         print()
+        print("\n".join(auth_lines))
+        print()
         print("Profiles (demo data from supabase/seed.sql):")
         print("\n".join(seed_overview(database_url)))
         print()
@@ -121,6 +172,10 @@ def dev(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.Server(config).run()
     finally:
+        if api is not None:
+            api.stop()
+        if auth is not None:
+            auth.stop()
         server.destroy()
     print(f"stopped; the local database in {server.root} is removed", flush=True)
     return 0

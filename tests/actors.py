@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,14 @@ from supabase_auth import SyncGoTrueAdminAPI, SyncGoTrueClient
 from glue.devdb.mail import MailCatcher
 
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
+# Shaped as the real server's bcrypt hash and token hashes; never checked by anything here.
+PASSWORD_HASH = "$2a$10$not.a.real.hash.but.shaped.like.one............."
+
+
+def token_hash() -> str:
+    return secrets.token_hex(28)
+
+
 ROLE_TIMEOUTS = {"anon": "3s", "authenticated": "8s"}
 
 
@@ -122,7 +131,10 @@ class Postgrest:
 
 
 class SupabaseAuth:
-    """Writes to auth.* exactly as Supabase Auth does, connected as supabase_auth_admin."""
+    """Writes to auth.* as Supabase Auth does, statement by statement, connected as
+    supabase_auth_admin. Each method issues the UPDATEs the real server issues for that flow,
+    in its order (seen in the server's statement log); tests/test_auth_differential.py holds
+    the rows each flow leaves equal to the real server's."""
 
     def __init__(self, db: Database) -> None:
         self._conn = db.connect("supabase_auth_admin", autocommit=True)
@@ -130,117 +142,243 @@ class SupabaseAuth:
     def close(self) -> None:
         self._conn.close()
 
-    def sign_up(
+    def _set(self, user_id: uuid.UUID, assignments: str, *values: Any) -> None:
+        self._conn.execute(
+            f"update users set {assignments}, updated_at = now() where id = %s".encode(), (*values, user_id)
+        )
+
+    def _insert(
         self,
-        email: str,
-        password_hash: str = "$2a$10$not.a.real.hash.but.shaped.like.one.............",
-        metadata: dict[str, Any] | None = None,
-        confirm: bool = True,
-    ) -> uuid.UUID:
-        """Email sign-up: insert with role '' and empty tokens, then role -> authenticated, then the identity."""
+        user_id: uuid.UUID,
+        provider: str,
+        email: str | None,
+        phone: str | None,
+        metadata: dict[str, Any],
+    ) -> None:
+        """The sign-up INSERT: role '' and empty tokens; then role -> authenticated."""
+        self._conn.execute(
+            """
+            insert into users (instance_id, id, aud, role, email, encrypted_password, phone,
+              confirmation_token, recovery_token, email_change_token_new, email_change_token_current,
+              email_change, email_change_confirm_status, phone_change, phone_change_token,
+              reauthentication_token, raw_app_meta_data, raw_user_meta_data, is_super_admin,
+              created_at, updated_at, is_anonymous, is_sso_user)
+            values (%s, %s, 'authenticated', '', %s, %s, %s, '', '', '', '', '', 0, '', '', '',
+              %s, %s, null, now(), now(), false, false)
+            """,
+            (
+                NIL_UUID,
+                user_id,
+                email,
+                PASSWORD_HASH,
+                phone,
+                json.dumps({"provider": provider, "providers": [provider]}),
+                json.dumps(metadata),
+            ),
+        )
+        self._set(user_id, "role = 'authenticated'")
+
+    def _add_identity(self, user_id: uuid.UUID, provider: str, data: dict[str, Any]) -> None:
+        self._conn.execute(
+            """
+            insert into identities (provider_id, user_id, identity_data, provider,
+              last_sign_in_at, created_at, updated_at)
+            values (%s, %s, %s, %s, now(), now(), now())
+            """,
+            (str(user_id), user_id, json.dumps(data), provider),
+        )
+
+    def _set_identity(self, user_id: uuid.UUID, provider: str, data: dict[str, Any]) -> None:
+        self._conn.execute(
+            "update identities set identity_data = %s, updated_at = now() where user_id = %s and provider = %s",
+            (json.dumps(data), user_id, provider),
+        )
+
+    def sign_up(self, email: str, metadata: dict[str, Any] | None = None, confirm: bool = True) -> uuid.UUID:
+        """signUp({ email, password }) with confirmations on; `confirm` follows the mail's link."""
         user_id = uuid.uuid4()
         email = email.lower()
+        metadata = metadata or {}
+        identity = {
+            "sub": str(user_id),
+            "email": email,
+            **metadata,
+            "email_verified": False,
+            "phone_verified": False,
+        }
         with self._conn.transaction():
-            self._conn.execute(
-                """
-                insert into users (instance_id, id, aud, role, email, encrypted_password,
-                  confirmation_token, recovery_token, email_change_token_new, email_change,
-                  raw_app_meta_data, raw_user_meta_data, is_super_admin, created_at, updated_at,
-                  is_anonymous)
-                values (%s, %s, '', '', %s, %s, '', '', '', '',
-                  '{"provider": "email", "providers": ["email"]}', %s, null, now(), now(), false)
-                """,
-                (NIL_UUID, user_id, email, password_hash, json.dumps(metadata or {})),
-            )
-            self._conn.execute(
-                "update users set aud = 'authenticated', role = 'authenticated', updated_at = now() where id = %s",
-                (user_id,),
-            )
-            self._conn.execute(
-                """
-                insert into identities (provider_id, user_id, identity_data, provider,
-                  last_sign_in_at, created_at, updated_at)
-                values (%s, %s, %s, 'email', now(), now(), now())
-                """,
-                (str(user_id), user_id, json.dumps({"sub": str(user_id), "email": email})),
-            )
+            self._insert(user_id, "email", email, None, metadata)
+            self._add_identity(user_id, "email", identity)
+            self._set(user_id, "raw_user_meta_data = %s", json.dumps(identity))
+        self._set(user_id, "confirmation_sent_at = now(), confirmation_token = %s", token_hash())
         if confirm:
             self.confirm_email(user_id)
         return user_id
 
-    def sign_up_with_phone(self, phone_digits: str) -> uuid.UUID:
-        """Phone OTP sign-in of a new user, then its verification."""
-        user_id = uuid.uuid4()
+    def confirm_email(self, user_id: uuid.UUID) -> None:
+        """verifyOtp({ type: 'signup' }) or the mail's link: confirmed, metadata marked, signed in."""
         with self._conn.transaction():
-            self._conn.execute(
-                """
-                insert into users (instance_id, id, aud, role, phone, confirmation_token,
-                  recovery_token, email_change_token_new, email_change, raw_app_meta_data,
-                  raw_user_meta_data, created_at, updated_at, is_anonymous)
-                values (%s, %s, 'authenticated', 'authenticated', %s, '', '', '', '',
-                  '{"provider": "phone", "providers": ["phone"]}', '{}', now(), now(), false)
-                """,
-                (NIL_UUID, user_id, phone_digits),
+            self._set(user_id, "confirmation_token = '', email_confirmed_at = now()")
+            self._set(
+                user_id,
+                "raw_user_meta_data = raw_user_meta_data || '{\"email_verified\": true}'::jsonb",
             )
             self._conn.execute(
-                "update users set phone_confirmed_at = now(), updated_at = now() where id = %s",
+                "update identities set identity_data = identity_data || '{\"email_verified\": true}'::jsonb"
+                " where user_id = %s and provider = 'email'",
                 (user_id,),
             )
+            self._set(user_id, "last_sign_in_at = now()")
+
+    def sign_up_with_phone(self, phone_digits: str) -> uuid.UUID:
+        """signInWithOtp({ phone }) of a new number (the user inserted, unconfirmed), then
+        verifyOtp({ type: 'sms' })."""
+        user_id = self.request_phone_sign_in(phone_digits)
+        self.verify_phone_sign_in(user_id)
         return user_id
+
+    def request_phone_sign_in(self, phone_digits: str) -> uuid.UUID:
+        """signInWithOtp({ phone }) for a number no account holds: an unconfirmed user with the phone."""
+        user_id = uuid.uuid4()
+        identity = {"sub": str(user_id), "email_verified": False, "phone_verified": False}
+        with self._conn.transaction():
+            self._insert(user_id, "phone", None, phone_digits, {})
+            self._add_identity(user_id, "phone", identity)
+            self._set(user_id, "raw_user_meta_data = %s", json.dumps(identity))
+        self._set(user_id, "confirmation_sent_at = now(), confirmation_token = %s", token_hash())
+        return user_id
+
+    def verify_phone_sign_in(self, user_id: uuid.UUID) -> None:
+        """verifyOtp({ type: 'sms' }): phone_confirmed_at set in its own UPDATE, then signed in."""
+        with self._conn.transaction():
+            self._set(user_id, "confirmation_token = '', phone_confirmed_at = now()")
+            self._set(user_id, "last_sign_in_at = now()")
 
     def admin_create_user(self, phone_digits: str, email: str | None = None) -> uuid.UUID:
-        """auth.admin.createUser({ phone, phone_confirm: true }): inserted already confirmed."""
+        """auth.admin.createUser({ phone, phone_confirm: true }): inserted unconfirmed, then
+        phone_confirmed_at in a later UPDATE of its own."""
         user_id = uuid.uuid4()
-        self._conn.execute(
-            """
-            insert into users (instance_id, id, aud, role, email, phone, phone_confirmed_at,
-              confirmation_token, recovery_token, email_change_token_new, email_change,
-              raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
-            values (%s, %s, 'authenticated', 'authenticated', %s, %s, now(), '', '', '', '',
-              '{"provider": "phone", "providers": ["phone"]}', '{}', now(), now(), false)
-            """,
-            (NIL_UUID, user_id, email, phone_digits),
-        )
+        identity = {
+            "sub": str(user_id),
+            "phone": phone_digits,
+            "email_verified": False,
+            "phone_verified": False,
+        }
+        with self._conn.transaction():
+            self._insert(user_id, "phone", email, phone_digits, {})
+            self._add_identity(user_id, "phone", identity)
+            self._set(user_id, "role = 'authenticated'")
+            self._set(user_id, "confirmation_token = '', phone_confirmed_at = now()")
         return user_id
 
-    def confirm_email(self, user_id: uuid.UUID) -> None:
-        self._conn.execute(
-            "update users set email_confirmed_at = now(), updated_at = now() where id = %s", (user_id,)
-        )
-
-    def request_phone_change(self, user_id: uuid.UUID, phone_digits: str) -> None:
-        """updateUser({ phone }) with confirmations on: the code is sent, nothing is confirmed."""
-        self._conn.execute(
-            "update users set phone_change = %s, phone_change_token = 'hashed-otp',"
-            " phone_change_sent_at = now(), updated_at = now() where id = %s",
-            (phone_digits, user_id),
-        )
-
-    def confirm_phone(self, user_id: uuid.UUID, phone_digits: str) -> None:
-        """verifyOtp({ type: 'phone_change' }): one UPDATE, digits without '+'."""
+    def admin_create_user_with_email(self, email: str) -> uuid.UUID:
+        """auth.admin.createUser({ email, email_confirm: true })."""
+        user_id = uuid.uuid4()
+        email = email.lower()
+        identity = {"sub": str(user_id), "email": email, "email_verified": False, "phone_verified": False}
         with self._conn.transaction():
-            self._conn.execute(
-                "update users set phone = %s, phone_confirmed_at = now(), phone_change = '',"
-                " phone_change_token = '', phone_change_sent_at = null, updated_at = now() where id = %s",
-                (phone_digits, user_id),
-            )
+            self._insert(user_id, "email", email, None, {})
+            self._add_identity(user_id, "email", identity)
+            self._set(user_id, "confirmation_token = '', email_confirmed_at = now()")
+            self._set(user_id, "raw_user_meta_data = %s", json.dumps({"email_verified": True}))
+        return user_id
+
+    def admin_update_phone(self, user_id: uuid.UUID, phone_digits: str, phone_confirm: bool = False) -> None:
+        """auth.admin.updateUserById(id, { phone, phone_confirm }): with phone_confirm the confirmation
+        is stamped first, on the row still holding the old number; the phone comes in its own UPDATE."""
+        with self._conn.transaction():
+            if phone_confirm:
+                self._set(user_id, "confirmation_token = '', phone_confirmed_at = now()")
             self._conn.execute(
                 """
                 insert into identities (provider_id, user_id, identity_data, provider,
                   last_sign_in_at, created_at, updated_at)
                 values (%s, %s, %s, 'phone', now(), now(), now())
-                on conflict (provider_id, provider) do nothing
+                on conflict (provider_id, provider) do update set identity_data =
+                  identities.identity_data || jsonb_build_object('phone', %s::text, 'phone_verified',
+                    %s or (identities.identity_data ->> 'phone_verified')::boolean)
                 """,
-                (str(user_id), user_id, json.dumps({"sub": str(user_id), "phone": phone_digits})),
+                (
+                    str(user_id),
+                    user_id,
+                    json.dumps(
+                        {
+                            "sub": str(user_id),
+                            "phone": phone_digits,
+                            "email_verified": False,
+                            "phone_verified": True,
+                        }
+                    ),
+                    phone_digits,
+                    phone_confirm,
+                ),
             )
+            self._set(user_id, "phone = %s", phone_digits)
+
+    def request_phone_change(self, user_id: uuid.UUID, phone_digits: str) -> None:
+        """updateUser({ phone }) with confirmations on: the code is sent, nothing is confirmed."""
+        self._set(
+            user_id,
+            "phone_change = %s, phone_change_sent_at = now(), phone_change_token = %s",
+            phone_digits,
+            token_hash(),
+        )
+
+    def confirm_phone(self, user_id: uuid.UUID, phone_digits: str) -> None:
+        """verifyOtp({ type: 'phone_change' }): the phone identity, then one UPDATE of the user."""
+        identity = {
+            "sub": str(user_id),
+            "phone": phone_digits,
+            "email_verified": False,
+            "phone_verified": True,
+        }
+        with self._conn.transaction():
+            self._conn.execute(
+                """
+                insert into identities (provider_id, user_id, identity_data, provider,
+                  last_sign_in_at, created_at, updated_at)
+                values (%s, %s, %s, 'phone', now(), now(), now())
+                on conflict (provider_id, provider) do update set identity_data = excluded.identity_data
+                """,
+                (str(user_id), user_id, json.dumps(identity)),
+            )
+            self._set(
+                user_id,
+                "phone = %s, phone_change = '', phone_change_token = '', phone_confirmed_at = now()",
+                phone_digits,
+            )
+            self._set(
+                user_id,
+                "raw_app_meta_data = jsonb_set(raw_app_meta_data, '{providers}',"
+                " (raw_app_meta_data -> 'providers') || '[\"phone\"]'::jsonb)",
+            )
+            self._set(user_id, "last_sign_in_at = now()")
 
     def change_email(self, user_id: uuid.UUID, new_email: str) -> None:
-        """A confirmed email change: email replaced, email_change cleared."""
-        self._conn.execute(
-            "update users set email = %s, email_change = '', email_change_token_new = '',"
-            " email_change_confirm_status = 0, updated_at = now() where id = %s",
-            (new_email.lower(), user_id),
+        """updateUser({ email }) confirmed on both addresses (secure email change)."""
+        new_email = new_email.lower()
+        self._set(
+            user_id,
+            "email_change = %s, email_change_confirm_status = 0, email_change_sent_at = now(),"
+            " email_change_token_current = %s, email_change_token_new = %s",
+            new_email,
+            token_hash(),
+            token_hash(),
         )
+        self._set(user_id, "email_change_confirm_status = 1, email_change_token_current = ''")
+        with self._conn.transaction():
+            self._conn.execute(
+                "update identities set identity_data = jsonb_set(identity_data, '{email}', to_jsonb(%s::text))"
+                " where user_id = %s and provider = 'email'",
+                (new_email, user_id),
+            )
+            self._set(
+                user_id,
+                "email = %s, email_change = '', email_change_confirm_status = 0,"
+                " email_change_token_current = '', email_change_token_new = ''",
+                new_email,
+            )
+            self._set(user_id, "last_sign_in_at = now()")
 
     def delete_user(self, user_id: uuid.UUID) -> None:
         self._conn.execute("delete from users where id = %s", (user_id,))
@@ -296,6 +434,14 @@ class App:
         """updateUser({ phone }) then verifyOtp({ type: 'phone_change' }), as the app does."""
         self.client.update_user({"phone": phone_digits})
         self.client.verify_otp({"phone": phone_digits, "token": code, "type": "phone_change"})
+
+    def change_email(self, current: str, new: str) -> None:
+        """updateUser({ email }), then the link in each of the two mails (secure email change)."""
+        self.client.update_user({"email": new})
+        for address in (current, new):
+            mail = self._mail.wait_for(address, count=len(self._mail.mails_to(address)) or 1)
+            assert mail.link_token is not None
+            self.client.verify_otp({"token_hash": mail.link_token, "type": "email_change"})
 
     def sign_in_with_phone(self, phone_digits: str, code: str) -> None:
         """signInWithOtp({ phone }) then verifyOtp({ type: 'sms' })."""

@@ -127,6 +127,8 @@ def test_the_api_roles_cannot_reach_the_auth_tables(sql: psycopg.Connection[dict
     ).fetchall()
     assert {"identities", "users"} <= {row["relname"] for row in rows}
     open_to_api = [
-        row for row in rows if (row["anon"] or row["authenticated"]) and not (row["relrowsecurity"] and not row["policies"])
+        row
+        for row in rows
+        if (row["anon"] or row["authenticated"]) and not (row["relrowsecurity"] and not row["policies"])
     ]
     assert open_to_api == []

@@ -25,9 +25,9 @@ create table if not exists auth.users (
   is_super_admin bool null,
   created_at timestamptz null,
   updated_at timestamptz null,
-  phone text null unique default null,
+  phone text null unique default null::character varying,
   phone_confirmed_at timestamptz null,
-  phone_change text null default '',
+  phone_change text null default ''::character varying,
   phone_change_token varchar(255) null default '',
   phone_change_sent_at timestamptz null,
   confirmed_at timestamptz generated always as (least(email_confirmed_at, phone_confirmed_at)) stored,
@@ -44,6 +44,17 @@ create table if not exists auth.users (
 create index if not exists users_instance_id_idx on auth.users (instance_id);
 create unique index if not exists users_email_partial_key on auth.users (email) where (is_sso_user = false);
 create index if not exists users_is_anonymous_idx on auth.users (is_anonymous);
+-- Token hashes are unique; codes made only of digits (test codes) are not indexed.
+create unique index if not exists confirmation_token_idx on auth.users (confirmation_token)
+  where confirmation_token !~ '^[0-9 ]*$';
+create unique index if not exists recovery_token_idx on auth.users (recovery_token)
+  where recovery_token !~ '^[0-9 ]*$';
+create unique index if not exists email_change_token_current_idx on auth.users (email_change_token_current)
+  where email_change_token_current !~ '^[0-9 ]*$';
+create unique index if not exists email_change_token_new_idx on auth.users (email_change_token_new)
+  where email_change_token_new !~ '^[0-9 ]*$';
+create unique index if not exists reauthentication_token_idx on auth.users (reauthentication_token)
+  where reauthentication_token !~ '^[0-9 ]*$';
 
 create table if not exists auth.identities (
   provider_id text not null,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -57,8 +58,9 @@ class _Keep:
 class MailCatcher:
     """An SMTP server on loopback that keeps every mail it is given."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, on_mail: Callable[[Mail], None] | None = None) -> None:
         self.port = port or free_port()
+        self._on_mail = on_mail
         self._mails: list[Mail] = []
         self._changed = threading.Condition()
         self._controller = Controller(_Keep(self), hostname="127.0.0.1", port=self.port)
@@ -73,6 +75,8 @@ class MailCatcher:
         with self._changed:
             self._mails.append(mail)
             self._changed.notify_all()
+        if self._on_mail is not None:
+            self._on_mail(mail)
 
     def mails_to(self, address: str) -> list[Mail]:
         with self._changed:

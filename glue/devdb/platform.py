@@ -60,7 +60,7 @@ def create_database(admin_url: str, dbname: str, template: str = "template1") ->
         )
 
 
-def install_platform(admin_url: str) -> None:
+def install_platform(admin_url: str, use_real_auth: bool | None = None) -> None:
     """Install the per-database platform layer into the database `admin_url` names, then the
     auth tables: the real Supabase Auth server's own migrations where its binary is here, else
     the stand-in (glue/devdb/auth.py says which)."""
@@ -72,7 +72,7 @@ def install_platform(admin_url: str) -> None:
             sql.SQL("grant create on database {} to supabase_auth_admin").format(sql.Identifier(dbname))
         )
         conn.execute(_sql("platform.sql").encode())
-    install_auth_tables(_as_user(admin_url, "supabase_auth_admin"))
+    install_auth_tables(_as_user(admin_url, "supabase_auth_admin"), use_real_auth)
 
 
 def _as_user(url: str, user: str) -> str:

@@ -1,0 +1,271 @@
+"""The local API, shaped as a Supabase project's URL: `/auth/v1/*` is the real Auth server,
+`/rest/v1/*` does for RPCs and plain table reads what PostgREST does in the database.
+
+Local use only (`glue dev`), so supabase-py's `create_client(url, anon_key)` works on a
+machine without Docker. The database side of each request is PostgREST's: connected as
+`authenticator`, the JWT's signature checked with the project's secret, its claims in
+`request.jwt.claims`, `set local role` to its role with that role's statement_timeout,
+one transaction per request. Errors map to HTTP statuses as PostgREST maps them. Only what
+the tour and the tests use is served: RPCs with named arguments, and `select` with `eq.`
+filters and `order`; anything else answers 501 rather than pretending.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import jwt
+import psycopg
+import uvicorn
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+ROLE_TIMEOUTS = {"anon": "3s", "authenticated": "8s"}
+NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "host"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.hint = status, code, message, hint
+
+    def response(self) -> JSONResponse:
+        body = {"code": self.code, "message": self.message, "details": None, "hint": self.hint}
+        return JSONResponse(body, status_code=self.status)
+
+
+def status_for(sqlstate: str, role: str) -> int:
+    """PostgREST's mapping of a SQLSTATE to an HTTP status."""
+    if sqlstate.startswith("PT") and sqlstate[2:].isdigit():
+        return int(sqlstate[2:])
+    if sqlstate == "42501":
+        return 401 if role == "anon" else 403
+    if sqlstate in ("23505", "23503"):
+        return 409
+    if sqlstate in ("42883", "42P01"):
+        return 404
+    if sqlstate.startswith(("08", "53")):
+        return 503
+    if sqlstate == "P0001":
+        return 400
+    if sqlstate.startswith("P0"):
+        return 500
+    return 400
+
+
+def claims_of(request: Request, secret: str, keys: set[str]) -> dict[str, Any]:
+    """The caller's claims: a user's access token, else the API key's; as the gateway and
+    PostgREST check them together (an unknown key or a bad signature is 401)."""
+    if request.headers.get("apikey") not in keys:
+        raise ApiError(401, "PGRST301", "No API key found in request or it is not this project's")
+    token = (
+        request.headers.get("authorization", "").removeprefix("Bearer ").strip() or request.headers["apikey"]
+    )
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"verify_aud": False}
+        )
+    except jwt.PyJWTError as error:
+        raise ApiError(401, "PGRST301", f"JWT invalid: {error}") from error
+    if claims.get("role") not in ("anon", "authenticated", "service_role"):
+        raise ApiError(401, "PGRST301", "JWT role claim is not an API role")
+    return claims
+
+
+def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) -> Starlette:
+    """The app: `database_url` connects as authenticator, `auth_url` is the Auth server."""
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=5, open=False)
+    http = httpx.AsyncClient(base_url=auth_url, timeout=30)
+
+    async def in_request(
+        request: Request, statement: sql.Composed, params: dict[str, Any] | list[Any]
+    ) -> Any:
+        claims = claims_of(request, secret, keys)
+        role = str(claims["role"])
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "select set_config('search_path', 'public, extensions', true),"
+                " set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true)",
+                (json.dumps(claims), request.method),
+            )
+            await cur.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
+            if role in ROLE_TIMEOUTS:
+                await cur.execute(
+                    sql.SQL("set local statement_timeout = {}").format(sql.Literal(ROLE_TIMEOUTS[role]))
+                )
+            try:
+                await cur.execute(statement, params)
+            except psycopg.Error as error:
+                state = error.sqlstate or "XX000"
+                raise ApiError(
+                    status_for(state, role),
+                    state,
+                    error.diag.message_primary or str(error),
+                    error.diag.message_hint,
+                ) from error
+            row = await cur.fetchone()
+            return row[0] if row else None
+
+    async def function_shape(name: str) -> tuple[bool, bool] | None:
+        """(returns a set, returns rows) of public.<name>, or None when there is none."""
+        async with pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute(
+                "select p.proretset, t.typtype = 'c' or t.oid = 'record'::regtype from pg_proc as p"
+                " join pg_type as t on t.oid = p.prorettype"
+                " where p.pronamespace = 'public'::regnamespace and p.proname = %s limit 1",
+                (name,),
+            )
+            row = await cur.fetchone()
+        return (bool(row[0]), bool(row[1])) if row else None
+
+    async def rpc(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            if not NAME.match(name):
+                raise ApiError(404, "PGRST202", f"Could not find the function public.{name}")
+            raw = await request.body()
+            args = json.loads(raw) if raw.strip() else {}
+            if not isinstance(args, dict) or not all(NAME.match(k) for k in args):
+                raise ApiError(400, "PGRST102", "The body must be a JSON object of argument names")
+            call = sql.SQL("public.{}({})").format(
+                sql.Identifier(name),
+                sql.SQL(", ").join(
+                    sql.SQL("{} => %({})s").format(sql.Identifier(k), sql.SQL(k)) for k in args
+                ),
+            )
+            values = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in args.items()}
+            shape = await function_shape(name)
+            if shape is None:
+                raise ApiError(404, "PGRST202", f"Could not find the function public.{name}")
+            returns_set, returns_row = shape
+            # As PostgREST answers: a set as a JSON array, one row as an object, a scalar as its value.
+            if returns_set and returns_row:
+                statement = sql.SQL("select coalesce(jsonb_agg(to_jsonb(t)), '[]') from {} as t").format(call)
+            elif returns_set:
+                statement = sql.SQL("select coalesce(jsonb_agg(t.v), '[]') from {} as t(v)").format(call)
+            elif returns_row:
+                statement = sql.SQL("select to_jsonb(t) from {} as t").format(call)
+            else:
+                statement = sql.SQL("select to_jsonb({})").format(call)
+            result = await in_request(request, statement, values)
+        except ApiError as error:
+            return error.response()
+        return JSONResponse(result)
+
+    async def table(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            if request.method != "GET" or not NAME.match(name):
+                raise ApiError(501, "PGRST000", "the local API serves reads of tables only")
+            columns = request.query_params.get("select", "*")
+            wanted = (
+                sql.SQL("*")
+                if columns == "*"
+                else sql.SQL(", ").join(
+                    sql.Identifier(c.strip()) for c in columns.split(",") if NAME.match(c.strip())
+                )
+            )
+            where: list[sql.Composable] = []
+            params: list[Any] = []
+            order: list[sql.Composable] = []
+            for key, value in request.query_params.multi_items():
+                if key == "select":
+                    continue
+                if key == "order":
+                    for part in value.split(","):
+                        column, _, direction = part.partition(".")
+                        order.append(
+                            sql.SQL("{} {}").format(
+                                sql.Identifier(column),
+                                sql.SQL("desc" if direction.startswith("desc") else "asc"),
+                            )
+                        )
+                    continue
+                if not NAME.match(key) or not value.startswith("eq."):
+                    raise ApiError(
+                        501, "PGRST000", f"the local API supports eq. filters only, not {key}={value}"
+                    )
+                where.append(sql.SQL("{} = %s").format(sql.Identifier(key)))
+                params.append(value.removeprefix("eq."))
+            statement = sql.SQL(
+                "select coalesce(jsonb_agg(to_jsonb(t)), '[]') from (select {} from public.{}{}{}) as t"
+            ).format(
+                wanted,
+                sql.Identifier(name),
+                sql.SQL(" where ") + sql.SQL(" and ").join(where) if where else sql.SQL(""),
+                sql.SQL(" order by ") + sql.SQL(", ").join(order) if order else sql.SQL(""),
+            )
+            return JSONResponse(await in_request(request, statement, params))
+        except ApiError as error:
+            return error.response()
+
+    async def auth(request: Request) -> Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        upstream = await http.request(
+            request.method,
+            "/" + request.path_params["path"],
+            params=request.url.query,
+            content=await request.body(),
+            headers=headers,
+        )
+        kept = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+        return Response(upstream.content, status_code=upstream.status_code, headers=kept)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await pool.open()
+        try:
+            yield
+        finally:
+            await pool.close()
+            await http.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/auth/v1/{path:path}", auth, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+            Route("/rest/v1/rpc/{name}", rpc, methods=["POST"]),
+            Route("/rest/v1/{name}", table, methods=["GET", "POST", "PATCH", "DELETE"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+class BackgroundServer:
+    """uvicorn serving an app on 127.0.0.1:`port` from a thread, for `glue dev`."""
+
+    def __init__(self, app: Starlette, port: int) -> None:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            lifespan="on",
+            proxy_headers=False,
+            access_log=False,
+            log_level="warning",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the local API did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
