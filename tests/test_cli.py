@@ -21,6 +21,7 @@ from actors import Database
 from relay_support import PHONE, TOKEN, WELCOME, RelayServer, count, deadline_poll, running_relay, twiml
 
 from glue.cli import main
+from glue.devdb.auth import auth_binary, unavailable_reason
 from glue.devdb.server import free_port
 
 GLUE = str(Path(sys.executable).with_name("glue"))
@@ -285,3 +286,54 @@ def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command
     assert code == 0
     assert lines.seen[-1].startswith("stopped; the local database in ")
     assert not Path(lines.seen[-1].split()[5]).exists()
+
+
+@pytest.mark.real_auth
+def test_dev_serves_the_app_half_at_a_supabase_url(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    """`glue dev` prints SUPABASE_URL, the anon key and Auth's mails: enough to sign up, confirm the
+    address with the printed code, verify a test phone and link, as README's tour does with curl."""
+    if auth_binary() is None:
+        pytest.skip(unavailable_reason())
+    process = subprocess.Popen(
+        [GLUE, "dev", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = Lines(process.stdout)
+    try:
+        url = lines.until(r"^  SUPABASE_URL=(\S+)").group(1)
+        key = lines.until(r"^  SUPABASE_ANON_KEY=(\S+)$").group(1)
+        phone, code = lines.until(r"test phones: .*\+(14155550101) code (\d{6})").groups()
+        lines.until(r"Uvicorn running|Application startup complete")
+        with httpx.Client(base_url=url, headers={"apikey": key}, timeout=30) as api:
+            signup = api.post(
+                "/auth/v1/signup", json={"email": "ada@example.com", "password": "correct horse"}
+            )
+            assert signup.status_code == 200, signup.text
+            mailed = lines.until(r"^\[mail\] to ada@example.com: 'Confirm Your Email'  code (\d{6})$").group(
+                1
+            )
+            session = api.post(
+                "/auth/v1/verify", json={"type": "email", "email": "ada@example.com", "token": mailed}
+            )
+            bearer = {"Authorization": f"Bearer {session.json()['access_token']}"}
+            assert api.put("/auth/v1/user", json={"phone": phone}, headers=bearer).status_code == 200
+            verified = api.post(
+                "/auth/v1/verify", json={"type": "phone_change", "phone": phone, "token": code}
+            )
+            bearer = {"Authorization": f"Bearer {verified.json()['access_token']}"}
+            profile = api.post("/rest/v1/rpc/link_whatsapp_account", json={}, headers=bearer).json()
+            assert (profile["full_name"], profile["phone_number"], profile["email"]) == (
+                "Amara",
+                f"+{phone}",
+                "ada@example.com",
+            )
+            history = api.get("/rest/v1/whatsapp_messages", params={"select": "body"}, headers=bearer).json()
+            assert len(history) == 2
+    finally:
+        code = stop(process, lines)
+    assert code == 0

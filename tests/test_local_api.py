@@ -14,12 +14,12 @@ from actors import Database
 from conftest import otp_for
 from postgrest.exceptions import APIError
 from relay_support import RelayServer, post
-from supabase import Client, ClientOptions, create_client
 
 from glue.devdb.api import create_api
 from glue.devdb.auth import AuthServer
 from glue.devdb.mail import MailCatcher
 from glue.simulate import inbound_params
+from supabase import Client, ClientOptions, create_client
 
 pytestmark = [
     pytest.mark.real_auth,
@@ -34,7 +34,9 @@ Conn = psycopg.Connection[dict[str, Any]]
 @pytest.fixture
 def api(db: Database, auth_server: AuthServer) -> Iterator[RelayServer]:
     keys = {auth_server.anon_key, auth_server.service_role_key}
-    with RelayServer(create_api(db.url("authenticator"), auth_server.url, auth_server.secret, keys)) as server:
+    with RelayServer(
+        create_api(db.url("authenticator"), auth_server.url, auth_server.secret, keys)
+    ) as server:
         yield server
 
 
@@ -49,7 +51,10 @@ def test_the_app_tour_with_supabase_py(
 ) -> None:
     """WhatsApp first, then sign-up, confirmation, phone verification, link, profile, history."""
     phone = "14155557001"
-    assert post(client, relay.url, inbound_params(f"whatsapp:+{phone}", "hi", profile_name="Ada")).status_code == 200
+    assert (
+        post(client, relay.url, inbound_params(f"whatsapp:+{phone}", "hi", profile_name="Ada")).status_code
+        == 200
+    )
     email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
 
     supabase.auth.sign_up({"email": email, "password": "correct horse battery"})
@@ -81,6 +86,9 @@ def test_errors_come_back_as_postgrest_sends_them(supabase: Client, mail: MailCa
 def test_a_key_from_elsewhere_is_refused(api: RelayServer, auth_server: AuthServer) -> None:
     """An API key that is not this project's, or a token signed with another secret: 401, no query."""
     forged = auth_server.anon_key[:-4] + "AAAA"
-    for headers in ({"apikey": forged}, {"apikey": auth_server.anon_key, "Authorization": f"Bearer {forged}"}):
+    for headers in (
+        {"apikey": forged},
+        {"apikey": auth_server.anon_key, "Authorization": f"Bearer {forged}"},
+    ):
         response = httpx.post(f"{api.base}/rest/v1/rpc/link_whatsapp_account", headers=headers, json={})
         assert response.status_code == 401, headers
