@@ -14,8 +14,6 @@ from typing_extensions import NotRequired, TypeAlias
 
 from pydantic import BaseModel, Field, JsonValue
 
-
-
 class PublicUserMerges(BaseModel):
     absorbed_id: Optional[uuid.UUID] = Field(alias="absorbed_id")
     auth_id: Optional[uuid.UUID] = Field(alias="auth_id")
@@ -111,10 +109,6 @@ class PublicWhatsappMessagesUpdate(TypedDict):
     received_at: NotRequired[Annotated[datetime.datetime, Field(alias="received_at")]]
     user_created: NotRequired[Annotated[bool, Field(alias="user_created")]]
     user_id: NotRequired[Annotated[uuid.UUID, Field(alias="user_id")]]
-
-
-
-
 
 class PublicWhatsappSender(BaseModel):
     id: Optional[uuid.UUID] = Field(alias="id")

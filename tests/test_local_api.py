@@ -14,12 +14,13 @@ from actors import Database
 from conftest import otp_for
 from postgrest.exceptions import APIError
 from relay_support import RelayServer, post
+from supabase.lib.client_options import SyncClientOptions
 
 from glue.devdb.api import create_api
 from glue.devdb.auth import AuthServer
 from glue.devdb.mail import MailCatcher
 from glue.simulate import inbound_params
-from supabase import Client, ClientOptions, create_client
+from supabase import Client, create_client
 
 pytestmark = [
     pytest.mark.real_auth,
@@ -41,9 +42,11 @@ def api(db: Database, auth_server: AuthServer) -> Iterator[RelayServer]:
 
 
 @pytest.fixture
-def supabase(api: RelayServer, auth_server: AuthServer) -> Client:
-    options = ClientOptions(auto_refresh_token=False, persist_session=True)
-    return create_client(api.base, auth_server.anon_key, options)
+def supabase(api: RelayServer, auth_server: AuthServer) -> Iterator[Client]:
+    """supabase-py's client on the local API, its one HTTP client closed after the test."""
+    with httpx.Client(timeout=30) as http:
+        options = SyncClientOptions(auto_refresh_token=False, persist_session=True, httpx_client=http)
+        yield create_client(api.base, auth_server.anon_key, options)
 
 
 def test_the_app_tour_with_supabase_py(

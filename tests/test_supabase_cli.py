@@ -242,11 +242,20 @@ def test_advisors_find_nothing_at_warn_or_error(cli_db: Database, supabase: Run)
     assert not serious, "Supabase advisors found:\n" + "\n".join(serious)
 
 
+AUTH_ENUM = re.compile(r"^Auth\w+: TypeAlias = .*\n", re.MULTILINE)
+
+
+def without_auth_enums(types: str) -> str:
+    """The Python generator lists every schema's enums; Auth's come with its version, not with our
+    migrations (the real server's tables have them, the stand-in's do not), so they are left out."""
+    return re.sub(r"\n{3,}", "\n\n", AUTH_ENUM.sub("", types))
+
+
 @pytest.mark.parametrize("lang", sorted(GENERATED_TYPES))
 def test_generated_types_are_current(cli_db: Database, supabase: Run, lang: str) -> None:
     """The committed client types equal what `supabase gen types` makes from the migrations now."""
     result = supabase("gen", "types", "--lang", lang, f"--remote={cli_db.url('postgres')}")
-    fresh = result.stdout
+    fresh = without_auth_enums(result.stdout)
     assert fresh.strip(), f"supabase gen types --lang {lang} printed nothing\n{result.stderr}"
     path = GENERATED_TYPES[lang]
     if UPDATE_TYPES:
