@@ -25,7 +25,7 @@ def test_no_binaries_gives_one_clear_message_saying_what_to_install(tmp_path: Pa
     with pytest.raises(NoPostgresBinaries) as raised:
         find_bindir(candidates=[tmp_path])
     message = str(raised.value)
-    assert "python -m glue.devdb.unpacked" in message
+    assert "scripts/bootstrap unpacks postgresql-15" in message
     assert "apt-get install postgresql-15" in message
     assert "SUPABASE_DB_URL" in message
 

