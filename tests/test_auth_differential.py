@@ -17,6 +17,7 @@ from conftest import otp_for
 from psycopg.rows import dict_row
 from supabase_auth import SyncGoTrueAdminAPI
 
+from glue.devdb.auth import AuthServer
 from glue.devdb.platform import create_database, install_platform
 from glue.devdb.provider import Cluster
 
@@ -254,7 +255,7 @@ order by 1, 2
 """
 
 
-def test_the_stand_in_tables_are_the_real_ones(cluster: Cluster, sql: Conn) -> None:
+def test_the_stand_in_tables_are_the_real_ones(cluster: Cluster, sql: Conn, auth_server: AuthServer) -> None:
     """Where the server cannot be built, auth_standin.sql gives our triggers the same columns,
     types, defaults and unique keys as the real migrations (which made the `sql` database's)."""
     assert cluster.admin_user is not None
