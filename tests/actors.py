@@ -205,6 +205,15 @@ class SupabaseAuth:
                 (str(user_id), user_id, json.dumps({"sub": str(user_id), "phone": phone_digits})),
             )
 
+    def sign_in_with_phone_otp(self, user_id: uuid.UUID) -> None:
+        """signInWithOtp({ phone }) + verifyOtp({ type: 'sms' }) of a user who has the phone already: GoTrue's
+        ConfirmPhone sets phone_confirmed_at to now, proving the number again (updateUser with the same phone
+        sends nothing)."""
+        self._conn.execute(
+            "update users set confirmation_token = '', phone_confirmed_at = now(), updated_at = now() where id = %s",
+            (user_id,),
+        )
+
     def change_email(self, user_id: uuid.UUID, new_email: str) -> None:
         """A confirmed email change: email replaced, email_change cleared."""
         self._conn.execute(
