@@ -387,6 +387,67 @@ def test_the_phone_otp_link_after_a_move_joins_the_new_owner_only(
         assert cur.execute("select id from public.whatsapp_number_reassignments").fetchall() == []
 
 
+def test_an_account_created_with_the_number_confirmed_takes_the_new_owners_profile(
+    sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
+    """auth.admin.createUser({ phone, phone_confirm: true }) after a move attaches the number's profile: the new owner's."""
+    previous = receive(sql, "SMp1", PREVIOUS)
+    new = receive(sql, "SMp2", NEW)
+    carol = supabase_auth.admin_create_user(DIGITS)
+    assert profile_id(sql, carol) == new["user_id"]
+    assert [(p["id"], p["auth_id"]) for p in profiles(sql)] == [
+        (previous["user_id"], None),
+        (new["user_id"], carol),
+    ]
+
+
+def stale_link_racing_a_move(db: Database, ada: uuid.UUID, n: int, number: str) -> tuple[str, dict[str, Any]]:
+    """Ada's link_whatsapp_account and a stranger's first message from her number, released together."""
+    apps, relay = Postgrest(db), db.connect("postgres")
+    barrier = threading.Barrier(2)
+
+    def link() -> str:
+        barrier.wait()
+        try:
+            with apps.as_user(ada) as cur:
+                cur.execute("select id from public.link_whatsapp_account()")
+            return "linked"
+        except psycopg.Error as refused:
+            return str(refused.sqlstate)
+
+    def message() -> dict[str, Any]:
+        barrier.wait()
+        return receive(relay, f"SMq{n}b", f"US.2222{n:04d}", phone=number)
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            linked, stranger = pool.submit(link), pool.submit(message)
+            return linked.result(), stranger.result()
+    finally:
+        apps.close()
+        relay.close()
+
+
+def test_a_stale_link_racing_the_move_never_joins_the_new_owner(
+    db: Database, sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
+    """Ada's link (verified before) and the stranger's first message at once, 12 times: either the link finds
+    Ada's own profile and the move follows, or the move wins and the link is refused; the stranger's message
+    never lands on Ada's account."""
+    for n in range(12):
+        number, digits = f"+1415556{n:04d}", f"1415556{n:04d}"
+        ada = supabase_auth.sign_up(f"ada{n}@example.com")
+        supabase_auth.request_phone_change(ada, digits)
+        supabase_auth.confirm_phone(ada, digits)
+        receive(sql, f"SMq{n}a", f"US.1111{n:04d}", phone=number)
+
+        outcome, row = stale_link_racing_a_move(db, ada, n, number)
+
+        assert outcome in {"linked", "PT410"}
+        owner = sql.execute("select auth_id from public.users where id = %s", (row["user_id"],)).fetchone()
+        assert owner == {"auth_id": None}, (n, outcome)
+
+
 # erasure ----------------------------------------------------------------------
 
 
