@@ -14,6 +14,8 @@ from typing_extensions import NotRequired, TypeAlias
 
 from pydantic import BaseModel, Field, JsonValue
 
+
+
 class PublicUserMerges(BaseModel):
     absorbed_id: Optional[uuid.UUID] = Field(alias="absorbed_id")
     auth_id: Optional[uuid.UUID] = Field(alias="auth_id")
@@ -109,6 +111,40 @@ class PublicWhatsappMessagesUpdate(TypedDict):
     received_at: NotRequired[Annotated[datetime.datetime, Field(alias="received_at")]]
     user_created: NotRequired[Annotated[bool, Field(alias="user_created")]]
     user_id: NotRequired[Annotated[uuid.UUID, Field(alias="user_id")]]
+
+class PublicWhatsappNumberReassignments(BaseModel):
+    created_at: datetime.datetime = Field(alias="created_at")
+    id: uuid.UUID = Field(alias="id")
+    new_user_id: Optional[uuid.UUID] = Field(alias="new_user_id")
+    new_whatsapp_user_id: Optional[str] = Field(alias="new_whatsapp_user_id")
+    phone_number: str = Field(alias="phone_number")
+    previous_user_id: uuid.UUID = Field(alias="previous_user_id")
+    previous_whatsapp_user_id: str = Field(alias="previous_whatsapp_user_id")
+    reason: str = Field(alias="reason")
+
+class PublicWhatsappNumberReassignmentsInsert(TypedDict):
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    new_user_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="new_user_id")]]
+    new_whatsapp_user_id: NotRequired[Annotated[Optional[str], Field(alias="new_whatsapp_user_id")]]
+    phone_number: Annotated[str, Field(alias="phone_number")]
+    previous_user_id: Annotated[uuid.UUID, Field(alias="previous_user_id")]
+    previous_whatsapp_user_id: Annotated[str, Field(alias="previous_whatsapp_user_id")]
+    reason: Annotated[str, Field(alias="reason")]
+
+class PublicWhatsappNumberReassignmentsUpdate(TypedDict):
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    new_user_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="new_user_id")]]
+    new_whatsapp_user_id: NotRequired[Annotated[Optional[str], Field(alias="new_whatsapp_user_id")]]
+    phone_number: NotRequired[Annotated[str, Field(alias="phone_number")]]
+    previous_user_id: NotRequired[Annotated[uuid.UUID, Field(alias="previous_user_id")]]
+    previous_whatsapp_user_id: NotRequired[Annotated[str, Field(alias="previous_whatsapp_user_id")]]
+    reason: NotRequired[Annotated[str, Field(alias="reason")]]
+
+
+
+
 
 class PublicWhatsappSender(BaseModel):
     id: Optional[uuid.UUID] = Field(alias="id")

@@ -31,7 +31,11 @@ CONTRACT = Path(__file__).resolve().parent / "contract"
 SETTINGS: dict[str, Any] = json.loads((CONTRACT / "settings.json").read_text())
 PUBLIC_URL: str = SETTINGS["public_url"]
 CASES = sorted((CONTRACT / "cases").glob("*.json"))
-ORDER = {"users": "created_at, phone_number", "whatsapp_messages": "received_at, message_sid"}
+ORDER = {
+    "users": "created_at, phone_number",
+    "whatsapp_messages": "received_at, message_sid",
+    "whatsapp_number_reassignments": "created_at, phone_number",
+}
 
 Pairs = list[tuple[str, str]]
 

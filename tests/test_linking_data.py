@@ -204,6 +204,7 @@ def test_forget_user_erases_a_linked_person_and_counts_per_table(
         {"table_name": "public.user_merges", "rows_removed": 1},
         {"table_name": "public.users", "rows_removed": 1},
         {"table_name": "public.whatsapp_messages", "rows_removed": 3},
+        {"table_name": "public.whatsapp_number_reassignments", "rows_removed": 0},
     ]
     assert supabase_auth.user(ada) is None
     assert count(sql, "select count(*) as n from auth.identities where user_id = %s", ada) == 0
@@ -227,6 +228,7 @@ def test_forget_user_erases_a_whatsapp_only_profile(sql: Conn, postgrest: Postgr
         {"table_name": "public.user_merges", "rows_removed": 0},
         {"table_name": "public.users", "rows_removed": 1},
         {"table_name": "public.whatsapp_messages", "rows_removed": 2},
+        {"table_name": "public.whatsapp_number_reassignments", "rows_removed": 0},
     ]
     assert count(sql, "select count(*) as n from public.users") == 0
 

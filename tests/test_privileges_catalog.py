@@ -46,6 +46,21 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "authenticated": frozenset({"SELECT"}),
         "service_role": EVERYTHING,
     },
+    ("table", "public.whatsapp_number_reassignments"): {
+        "anon": NOTHING,
+        # The previous owner's account reads that its number moved, never the new owner's ids.
+        "authenticated": frozenset(
+            {
+                "SELECT(id)",
+                "SELECT(phone_number)",
+                "SELECT(previous_user_id)",
+                "SELECT(previous_whatsapp_user_id)",
+                "SELECT(reason)",
+                "SELECT(created_at)",
+            }
+        ),
+        "service_role": EVERYTHING,
+    },
     ("function", "public.link_whatsapp_account()"): {
         "anon": NOTHING,
         "authenticated": EXECUTE,

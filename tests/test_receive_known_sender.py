@@ -3,8 +3,9 @@ lookup of its own, and everyone else through private.whatsapp_user: both ways en
 
 Every combination of a profile state and a message is run twice from the same start, once through
 get_or_create_whatsapp_user (always whatsapp_user) and once through receive; the sender, the
-created flag, every profile row, the merges and the SQLSTATE of a refusal must be equal. Function
-statistics show which way receive went, so the test also proves where the shortcut applies.
+created flag, every profile row, the merges, the moved numbers and the SQLSTATE of a refusal must
+be equal. Function statistics show which way receive went, so the test also proves where the
+shortcut applies.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ STATES: dict[str, list[tuple[str | None, str | None, str | None]]] = {
     "another number with the BSUID": [(OTHER_PHONE, BSUID, "Ana")],
     "Brazil, nine digits": [(BRAZIL_9, None, "Ana")],
     "Brazil, eight digits": [(BRAZIL_8, None, "Ana")],
+    "the BSUID's profile gave the number up to another": [(None, BSUID, "Ana"), (PHONE, OTHER_BSUID, "Bo")],
+}
+
+# Numbers that moved before the message: state -> (number, the place of the profile that gave it up, its BSUID).
+MOVES: dict[str, tuple[str, int, str]] = {
+    "the BSUID's profile gave the number up to another": (PHONE, 1, BSUID),
 }
 
 # Messages: (From, ProfileName, ExternalUserId).
@@ -87,6 +94,10 @@ SHORTCUTS = {
     ("number and name; the BSUID on a second profile", "number and a blank BSUID"),
     ("Brazil, nine digits", "Brazil, nine digits"),
     ("Brazil, eight digits", "Brazil, eight digits"),
+    ("the BSUID's profile gave the number up to another", "Twilio's number"),
+    ("the BSUID's profile gave the number up to another", "Twilio's number and a name"),
+    ("the BSUID's profile gave the number up to another", "bare number and a name"),
+    ("the BSUID's profile gave the number up to another", "number and a blank BSUID"),
 }
 
 
@@ -117,6 +128,13 @@ def outcome(conn: Conn, state: str, call: str | None = None, params: tuple[Any, 
             ).fetchone()
             assert inserted is not None
             names[inserted["n"]] = f"profile {place} of the state"
+        if state in MOVES:
+            number, place, bsuid = MOVES[state]
+            conn.execute(
+                "insert into public.whatsapp_number_reassignments"
+                " (phone_number, previous_user_id, previous_whatsapp_user_id, reason) values (%s, %s, %s, 'moved')",
+                (number, list(names)[place - 1], bsuid),
+            )
         if call is None:
             return {"profiles": profiles(conn, names)}
         calls_before = one(conn, WHATSAPP_USER_CALLS)
@@ -131,6 +149,7 @@ def outcome(conn: Conn, state: str, call: str | None = None, params: tuple[Any, 
             "created": answer["created"],
             "profiles": profiles(conn, names),
             "merges": one(conn, "select count(*) as n from public.user_merges"),
+            "moves": one(conn, "select count(*) as n from public.whatsapp_number_reassignments"),
             "whatsapp_user calls": one(conn, WHATSAPP_USER_CALLS) - calls_before,
         }
     finally:
@@ -162,7 +181,7 @@ RECEIVE = (
 def test_receive_ends_as_whatsapp_user_does_and_skips_it_only_where_the_profile_holds_the_message(
     counted: Conn,
 ) -> None:
-    """190 state and message pairs: the same sender, profiles, merges or refusal both ways; whatsapp_user
+    """209 state and message pairs: the same sender, profiles, merges, moves or refusal both ways; whatsapp_user
     skipped exactly for the pairs in SHORTCUTS, each a sender that existed and a profile left as found."""
     starting = {state: outcome(counted, state)["profiles"] for state in STATES}
     differences = []

@@ -53,6 +53,26 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"whatsapp_number_reassignments": {
+                  Row: {
+                    "created_at": string,"id": string,"new_user_id": string | null,"new_whatsapp_user_id": string | null,"phone_number": string,"previous_user_id": string,"previous_whatsapp_user_id": string,"reason": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"id"?: string,"new_user_id"?: string | null,"new_whatsapp_user_id"?: string | null,"phone_number": string,"previous_user_id": string,"previous_whatsapp_user_id": string,"reason": string
+                  }
+                  Update: {
+                    "created_at"?: string,"id"?: string,"new_user_id"?: string | null,"new_whatsapp_user_id"?: string | null,"phone_number"?: string,"previous_user_id"?: string,"previous_whatsapp_user_id"?: string,"reason"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "whatsapp_number_reassignments_previous_user_id_fkey"
+      columns: ["previous_user_id"]
+isOneToOne: false
+      referencedRelation: "users"
+      referencedColumns: ["id"]
+    }
+                  ]
                 }
           }
           Views: {

@@ -19,6 +19,7 @@ const INTERNAL_URL = "http://edge-runtime.internal:9000/whatsapp-webhook";
 const ORDER: Record<string, string> = {
   users: "created_at, phone_number",
   whatsapp_messages: "received_at, message_sid",
+  whatsapp_number_reassignments: "created_at, phone_number",
 };
 
 const databasesJson = Deno.env.get("CONTRACT_DATABASES");
