@@ -14,8 +14,6 @@ from typing_extensions import NotRequired, TypeAlias
 
 from pydantic import BaseModel, Field, JsonValue
 
-
-
 class PublicUserMerges(BaseModel):
     absorbed_id: Optional[uuid.UUID] = Field(alias="absorbed_id")
     auth_id: Optional[uuid.UUID] = Field(alias="auth_id")
@@ -141,10 +139,6 @@ class PublicWhatsappNumberReassignmentsUpdate(TypedDict):
     previous_user_id: NotRequired[Annotated[uuid.UUID, Field(alias="previous_user_id")]]
     previous_whatsapp_user_id: NotRequired[Annotated[str, Field(alias="previous_whatsapp_user_id")]]
     reason: NotRequired[Annotated[str, Field(alias="reason")]]
-
-
-
-
 
 class PublicWhatsappSender(BaseModel):
     id: Optional[uuid.UUID] = Field(alias="id")

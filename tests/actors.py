@@ -358,10 +358,7 @@ class SupabaseAuth:
         """signInWithOtp({ phone }) + verifyOtp({ type: 'sms' }) of a user who has the phone already: GoTrue's
         ConfirmPhone sets phone_confirmed_at to now, proving the number again (updateUser with the same phone
         sends nothing)."""
-        self._conn.execute(
-            "update users set confirmation_token = '', phone_confirmed_at = now(), updated_at = now() where id = %s",
-            (user_id,),
-        )
+        self.verify_phone_sign_in(user_id)
 
     def change_email(self, user_id: uuid.UUID, new_email: str) -> None:
         """updateUser({ email }) confirmed on both addresses (secure email change)."""
