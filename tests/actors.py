@@ -160,18 +160,57 @@ class SupabaseAuth:
         return user_id
 
     def admin_create_user(self, phone_digits: str, email: str | None = None) -> uuid.UUID:
-        """auth.admin.createUser({ phone, phone_confirm: true }): inserted already confirmed."""
+        """A user row inserted already confirmed (phone, and email when given), as a seed file, an import
+        or the SQL editor writes it. GoTrue's own adminUserCreate inserts unconfirmed and confirms in later
+        UPDATEs of the same transaction, so only rows written this way reach the insert trigger confirmed."""
         user_id = uuid.uuid4()
         self._conn.execute(
             """
-            insert into users (instance_id, id, aud, role, email, phone, phone_confirmed_at,
+            insert into users (instance_id, id, aud, role, email, email_confirmed_at, phone, phone_confirmed_at,
               confirmation_token, recovery_token, email_change_token_new, email_change,
               raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
-            values (%s, %s, 'authenticated', 'authenticated', %s, %s, now(), '', '', '', '',
+            values (%s, %s, 'authenticated', 'authenticated', %s, case when %s::text is not null then now() end,
+              %s, now(), '', '', '', '',
               '{"provider": "phone", "providers": ["phone"]}', '{}', now(), now(), false)
             """,
-            (NIL_UUID, user_id, email, phone_digits),
+            (NIL_UUID, user_id, email, email, phone_digits),
         )
+        return user_id
+
+    def sso_sign_in(self, email: str) -> uuid.UUID:
+        """First SAML/OIDC sign-in of a verified address (createAccountFromExternalIdentity): signupNewUser
+        inserts an SSO user (is_sso_user, so another user may hold the same address), SetRole, the identity,
+        then Confirm sets email_confirmed_at in its own UPDATE."""
+        user_id = uuid.uuid4()
+        email = email.lower()
+        with self._conn.transaction():
+            self._conn.execute(
+                """
+                insert into users (instance_id, id, aud, role, email, encrypted_password,
+                  confirmation_token, recovery_token, email_change_token_new, email_change,
+                  raw_app_meta_data, raw_user_meta_data, is_sso_user, created_at, updated_at, is_anonymous)
+                values (%s, %s, '', '', %s, '', '', '', '', '',
+                  '{"provider": "sso:acme", "providers": ["sso:acme"]}', '{}', true, now(), now(), false)
+                """,
+                (NIL_UUID, user_id, email),
+            )
+            self._conn.execute(
+                "update users set aud = 'authenticated', role = 'authenticated', updated_at = now() where id = %s",
+                (user_id,),
+            )
+            self._conn.execute(
+                """
+                insert into identities (provider_id, user_id, identity_data, provider,
+                  last_sign_in_at, created_at, updated_at)
+                values (%s, %s, %s, 'sso:acme', now(), now(), now())
+                """,
+                (f"acme|{user_id}", user_id, json.dumps({"sub": f"acme|{user_id}", "email": email})),
+            )
+            self._conn.execute(
+                "update users set confirmation_token = '', email_confirmed_at = now(), updated_at = now()"
+                " where id = %s",
+                (user_id,),
+            )
         return user_id
 
     def confirm_email(self, user_id: uuid.UUID) -> None:

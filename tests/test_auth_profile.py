@@ -97,3 +97,47 @@ def test_updated_at_moves_on_update(sql: Conn) -> None:
     assert before is not None and after is not None
     assert after["created_at"] == before["created_at"]
     assert after["updated_at"] > before["updated_at"]
+
+
+def test_a_confirmed_user_attaching_to_a_whatsapp_profile_survives_an_email_held_by_an_sso_user(
+    sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
+    """Auth's insert succeeds and the WhatsApp profile is attached, without the address an SSO user's profile holds."""
+    sso = supabase_auth.sso_sign_in("shared@example.com")
+    whatsapp = sql.execute(
+        "select id from public.get_or_create_whatsapp_user('+14155550188', 'Linus')"
+    ).fetchone()
+    assert whatsapp is not None
+
+    user_id = supabase_auth.admin_create_user("14155550188", email="shared@example.com")
+
+    assert sql.execute(
+        "select id, auth_id, email, phone_number from public.users where auth_id = %s", (user_id,)
+    ).fetchone() == {
+        "id": whatsapp["id"],
+        "auth_id": user_id,
+        "email": None,
+        "phone_number": "+14155550188",
+    }
+    assert profile_of(sql, sso) == {
+        "auth_id": sso,
+        "email": "shared@example.com",
+        "full_name": None,
+        "phone_number": None,
+    }
+
+
+def test_a_confirmed_user_keeps_its_phone_when_an_sso_user_holds_its_email(
+    sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
+    """Without a WhatsApp profile to attach, the new profile drops only the clashing address, not the confirmed phone."""
+    supabase_auth.sso_sign_in("shared@example.com")
+
+    user_id = supabase_auth.admin_create_user("14155550199", email="shared@example.com")
+
+    assert profile_of(sql, user_id) == {
+        "auth_id": user_id,
+        "email": None,
+        "full_name": None,
+        "phone_number": "+14155550199",
+    }
