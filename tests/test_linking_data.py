@@ -333,7 +333,9 @@ def test_forget_user_erases_the_persons_audit_rows_naming_either_form_of_their_n
     )
 
     assert forget(postgrest, whatsapp_id)["public.user_merges"] == 1
-    assert [(row["auth_id"], row["phone_number"]) for row in audit_rows(sql)] == [(stranger, "+5511987654321")]
+    assert [(row["auth_id"], row["phone_number"]) for row in audit_rows(sql)] == [
+        (stranger, "+5511987654321")
+    ]
 
 
 def test_forget_user_keeps_the_history_of_someone_refused_a_link_to_the_person(

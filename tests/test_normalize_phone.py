@@ -154,8 +154,14 @@ TRUNK_DROPPED = [
 ]
 
 TRUNK_REFUSED = [
-    ("+39 (0)6 1234 5678", "phone '+39 (0)6 1234 5678' writes a trunk prefix (0) that country code +39 does not use"),
-    ("+1 (0) 415 555 0123", "phone '+1 (0) 415 555 0123' writes a trunk prefix (0) that country code +1 does not use"),
+    (
+        "+39 (0)6 1234 5678",
+        "phone '+39 (0)6 1234 5678' writes a trunk prefix (0) that country code +39 does not use",
+    ),
+    (
+        "+1 (0) 415 555 0123",
+        "phone '+1 (0) 415 555 0123' writes a trunk prefix (0) that country code +1 does not use",
+    ),
     ("+44 20 (0) 7946 0958", "phone '+44 20 (0) 7946 0958' has a (0) that does not follow the country code"),
     ("(0)20 7946 0958", "phone '(0)20 7946 0958' has a (0) that does not follow the country code"),
 ]
@@ -172,7 +178,9 @@ def test_a_trunk_prefix_inside_an_international_number_is_dropped(
     assert row == {"phone": expected}
 
 
-@pytest.mark.parametrize(("raw", "message"), TRUNK_REFUSED, ids=[f"{r!r} is refused" for r, _ in TRUNK_REFUSED])
+@pytest.mark.parametrize(
+    ("raw", "message"), TRUNK_REFUSED, ids=[f"{r!r} is refused" for r, _ in TRUNK_REFUSED]
+)
 def test_a_trunk_prefix_the_plan_does_not_explain_is_refused(
     sql: psycopg.Connection[dict[str, Any]], raw: str, message: str
 ) -> None:
@@ -183,11 +191,15 @@ def test_a_trunk_prefix_the_plan_does_not_explain_is_refused(
     assert raised.value.diag.message_hint is not None and "(0)" in raised.value.diag.message_hint
 
 
-def test_a_number_written_with_its_trunk_prefix_is_the_same_person(sql: psycopg.Connection[dict[str, Any]]) -> None:
+def test_a_number_written_with_its_trunk_prefix_is_the_same_person(
+    sql: psycopg.Connection[dict[str, Any]],
+) -> None:
     """A profile made from '+44 (0) 7400 123456' is the one Twilio's 'whatsapp:+447400123456' finds: no second person."""
     typed = sql.execute("select id from public.get_or_create_whatsapp_user('+44 (0) 7400 123456')").fetchone()
     twilio = sql.execute(
         "select user_id as id from public.receive_whatsapp_message('SMtrunk', 'whatsapp:+447400123456', 'hi')"
     ).fetchone()
     assert typed is not None and typed == twilio
-    assert sql.execute("select phone_number from public.users").fetchall() == [{"phone_number": "+447400123456"}]
+    assert sql.execute("select phone_number from public.users").fetchall() == [
+        {"phone_number": "+447400123456"}
+    ]
