@@ -214,9 +214,19 @@ class SupabaseAuth:
         return user_id
 
     def confirm_email(self, user_id: uuid.UUID) -> None:
-        self._conn.execute(
-            "update users set email_confirmed_at = now(), updated_at = now() where id = %s", (user_id,)
-        )
+        """The sign-up confirmation link (User.Confirm): the token cleared and email_confirmed_at set in one
+        UPDATE, then email_verified written into the user metadata."""
+        with self._conn.transaction():
+            self._conn.execute(
+                "update users set confirmation_token = '', email_confirmed_at = now(), updated_at = now()"
+                " where id = %s",
+                (user_id,),
+            )
+            self._conn.execute(
+                "update users set raw_user_meta_data = raw_user_meta_data || '{\"email_verified\": true}',"
+                " updated_at = now() where id = %s",
+                (user_id,),
+            )
 
     def request_phone_change(self, user_id: uuid.UUID, phone_digits: str) -> None:
         """updateUser({ phone }) with confirmations on: the code is sent, nothing is confirmed."""
@@ -243,6 +253,26 @@ class SupabaseAuth:
                 """,
                 (str(user_id), user_id, json.dumps({"sub": str(user_id), "phone": phone_digits})),
             )
+
+    def confirm_email_change(self, user_id: uuid.UUID, new_email: str) -> None:
+        """The link of updateUser({ email }) followed (User.ConfirmEmailChange): email replaced and the change
+        cleared in one UPDATE, then, for a user whose email was never confirmed (a phone user adding one),
+        User.Confirm sets email_confirmed_at in a second UPDATE."""
+        with self._conn.transaction():
+            self._conn.execute(
+                "update users set email = %s, email_change = '', email_change_token_current = '',"
+                " email_change_token_new = '', email_change_confirm_status = 0, updated_at = now() where id = %s",
+                (new_email.lower(), user_id),
+            )
+            row = self._conn.execute(
+                "select email_confirmed_at from users where id = %s", (user_id,)
+            ).fetchone()
+            if row is not None and row["email_confirmed_at"] is None:
+                self._conn.execute(
+                    "update users set confirmation_token = '', email_confirmed_at = now(), updated_at = now()"
+                    " where id = %s",
+                    (user_id,),
+                )
 
     def change_email(self, user_id: uuid.UUID, new_email: str) -> None:
         """A confirmed email change: email replaced, email_change cleared."""
