@@ -15,13 +15,16 @@ from auth.users as a
 where a.id = p.auth_id and p.email is not null and a.email_confirmed_at is null;
 
 with freed as (
-  select distinct on (lower(a.email)) a.id, a.email
+  select distinct on (lower(a.email))
+    a.id,
+    a.email
   from auth.users as a
-  join public.users as p on p.auth_id = a.id
+  inner join public.users as p on a.id = p.auth_id
   where p.email is null and a.email_confirmed_at is not null and coalesce(a.email, '') <> ''
     and not exists (select from public.users as o where lower(o.email) = lower(a.email))
   order by lower(a.email), a.created_at, a.id
 )
+
 update public.users as p
 set email = freed.email
 from freed
