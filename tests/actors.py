@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,6 +94,16 @@ class Postgrest:
         return self.request(Claims("authenticated", str(user_id), email, phone))
 
 
+def _bcrypt_shaped_hash() -> str:
+    """A password hash nobody knows the password of, shaped as GoTrue stores one."""
+    return "$2a$10$" + secrets.token_urlsafe(40)[:53]
+
+
+def _token_hash(phone_or_email: str) -> str:
+    """crypto.GenerateTokenHash: the SHA-224 of the number (or address) and a fresh code, in hex."""
+    return hashlib.sha224((phone_or_email + f"{secrets.randbelow(10**6):06d}").encode()).hexdigest()
+
+
 class SupabaseAuth:
     """Writes to auth.* exactly as Supabase Auth does, connected as supabase_auth_admin."""
 
@@ -140,24 +152,159 @@ class SupabaseAuth:
         return user_id
 
     def sign_up_with_phone(self, phone_digits: str) -> uuid.UUID:
-        """Phone OTP sign-in of a new user, then its verification."""
+        """signInWithOtp({ phone }) for a new number, then verifyOtp({ type: 'sms' }) with the code it sent."""
+        user_id = self.request_phone_code(phone_digits)
+        self.verify_phone_code(phone_digits)
+        return user_id
+
+    def request_phone_code(self, phone_digits: str, password_hash: str | None = None) -> uuid.UUID:
+        """signInWithOtp({ phone }), or signUp({ phone, password }) with password_hash, confirmations on.
+
+        A number no user holds: Signup inserts the user (SmsOtp passes a random 64-character password, so an
+        OTP-only user has a password hash too), SetRole, the phone identity, then sendPhoneConfirmation stores
+        the code's hash and confirmation_sent_at, all in one transaction. A number a user holds: only
+        sendPhoneConfirmation's UPDATE (Signup does not touch an unconfirmed user it finds: "we can't be sure
+        of their claimed identity"), so a sign-up's password stays whoever later asks for the code.
+        """
+        found = self._conn.execute(
+            "select id, phone_confirmed_at from users where instance_id = %s and phone = %s"
+            " and aud = 'authenticated' and is_sso_user = false",
+            (NIL_UUID, phone_digits),
+        ).fetchone()
+        with self._conn.transaction():
+            if found is None:
+                user_id = uuid.uuid4()
+                self._conn.execute(
+                    """
+                    insert into users (instance_id, id, aud, role, phone, encrypted_password,
+                      confirmation_token, recovery_token, email_change_token_new, email_change,
+                      raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
+                    values (%s, %s, 'authenticated', '', %s, %s, '', '', '', '',
+                      '{"provider": "phone", "providers": ["phone"]}', '{}', now(), now(), false)
+                    """,
+                    (NIL_UUID, user_id, phone_digits, password_hash or _bcrypt_shaped_hash()),
+                )
+                self._conn.execute(
+                    "update users set role = 'authenticated', updated_at = now() where id = %s", (user_id,)
+                )
+                self._conn.execute(
+                    """
+                    insert into identities (provider_id, user_id, identity_data, provider,
+                      last_sign_in_at, created_at, updated_at)
+                    values (%s, %s, %s, 'phone', now(), now(), now())
+                    """,
+                    (str(user_id), user_id, json.dumps({"sub": str(user_id), "phone": phone_digits})),
+                )
+            else:
+                user_id = found["id"]
+                if password_hash is not None and found["phone_confirmed_at"] is not None:
+                    return user_id  # signUp of a confirmed number: UserExistsError, nothing written
+            self._conn.execute(
+                "update users set confirmation_token = %s, confirmation_sent_at = now(), updated_at = now()"
+                " where id = %s",
+                (_token_hash(phone_digits), user_id),
+            )
+        return user_id
+
+    def verify_phone_code(self, phone_digits: str) -> uuid.UUID:
+        """verifyOtp({ phone, token, type: 'sms' }): the user holding the number (phone is unique), then
+        User.ConfirmPhone clears the code and sets phone_confirmed_at in one UPDATE."""
+        found = self._conn.execute(
+            "select id from users where instance_id = %s and phone = %s and aud = 'authenticated'"
+            " and is_sso_user = false",
+            (NIL_UUID, phone_digits),
+        ).fetchone()
+        assert found is not None, f"no user holds {phone_digits}"
+        self._conn.execute(
+            "update users set confirmation_token = '', phone_confirmed_at = now(), updated_at = now() where id = %s",
+            (found["id"],),
+        )
+        return found["id"]  # type: ignore[no-any-return]
+
+    def verify_phone_change(self, phone_digits: str, found: uuid.UUID | None = None) -> uuid.UUID:
+        """verifyOtp({ phone, token, type: 'phone_change' }): verifyUserAndToken finds the user by
+        `phone_change = <number>` with no order (FindUserByPhoneChangeAndAudience; the first row the scan
+        meets), and with test codes or Twilio Verify checks the code per number, not against that row's own
+        token. `found` names the row that lookup returned when several accounts have the number pending.
+        smsVerify then creates (or updates) the phone identity and User.ConfirmPhoneChange moves phone_change
+        into phone and sets phone_confirmed_at in one UPDATE."""
+        if found is None:
+            row = self._conn.execute(
+                "select id from users where instance_id = %s and phone_change = %s and aud = 'authenticated'"
+                " and is_sso_user = false limit 1",
+                (NIL_UUID, phone_digits),
+            ).fetchone()
+            assert row is not None, f"no user has a change to {phone_digits} pending"
+            found = row["id"]
+        with self._conn.transaction():
+            self._put_phone_identity(found, phone_digits, verified=True)
+            self._conn.execute(
+                "update users set phone = phone_change, phone_change = '', phone_change_token = '',"
+                " phone_confirmed_at = now(), updated_at = now() where id = %s",
+                (found,),
+            )
+        return found
+
+    def admin_update_user(
+        self, user_id: uuid.UUID, phone: str | None = None, phone_confirm: bool = False
+    ) -> None:
+        """auth.admin.updateUserById(id, { phone, phone_confirm }) (adminUserUpdate), in its order: ConfirmPhone
+        first (with the number the user had), then the phone identity, then SetPhone, which writes the phone
+        column alone and leaves phone_confirmed_at as it was."""
+        with self._conn.transaction():
+            if phone_confirm:
+                self._conn.execute(
+                    "update users set confirmation_token = '', phone_confirmed_at = now(), updated_at = now()"
+                    " where id = %s",
+                    (user_id,),
+                )
+            if phone is not None:
+                self._put_phone_identity(user_id, phone, verified=phone_confirm)
+                self._conn.execute(
+                    "update users set phone = %s, updated_at = now() where id = %s", (phone, user_id)
+                )
+
+    def create_user(self, phone_digits: str, phone_confirm: bool = False) -> uuid.UUID:
+        """auth.admin.createUser({ phone, phone_confirm }) (adminUserCreate): the row is inserted unconfirmed,
+        with no password, then the phone identity, SetRole and ConfirmPhone in later statements of one
+        transaction."""
         user_id = uuid.uuid4()
         with self._conn.transaction():
             self._conn.execute(
                 """
-                insert into users (instance_id, id, aud, role, phone, confirmation_token,
-                  recovery_token, email_change_token_new, email_change, raw_app_meta_data,
-                  raw_user_meta_data, created_at, updated_at, is_anonymous)
-                values (%s, %s, 'authenticated', 'authenticated', %s, '', '', '', '',
+                insert into users (instance_id, id, aud, role, phone, encrypted_password,
+                  confirmation_token, recovery_token, email_change_token_new, email_change,
+                  raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
+                values (%s, %s, 'authenticated', '', %s, '', '', '', '', '',
                   '{"provider": "phone", "providers": ["phone"]}', '{}', now(), now(), false)
                 """,
                 (NIL_UUID, user_id, phone_digits),
             )
+            self._put_phone_identity(user_id, phone_digits, verified=False)
             self._conn.execute(
-                "update users set phone_confirmed_at = now(), updated_at = now() where id = %s",
-                (user_id,),
+                "update users set role = 'authenticated', updated_at = now() where id = %s", (user_id,)
             )
+            if phone_confirm:
+                self._conn.execute(
+                    "update users set confirmation_token = '', phone_confirmed_at = now(), updated_at = now()"
+                    " where id = %s",
+                    (user_id,),
+                )
         return user_id
+
+    def _put_phone_identity(self, user_id: uuid.UUID, phone_digits: str, verified: bool) -> None:
+        """createNewIdentity for a user without a phone identity, UpdateIdentityData for one with it."""
+        data = json.dumps({"sub": str(user_id), "phone": phone_digits, "phone_verified": verified})
+        self._conn.execute(
+            """
+            insert into identities (provider_id, user_id, identity_data, provider,
+              last_sign_in_at, created_at, updated_at)
+            values (%s, %s, %s, 'phone', now(), now(), now())
+            on conflict (provider_id, provider) do update
+            set identity_data = identities.identity_data || excluded.identity_data, updated_at = now()
+            """,
+            (str(user_id), user_id, data),
+        )
 
     def admin_create_user(self, phone_digits: str, email: str | None = None) -> uuid.UUID:
         """A user row inserted already confirmed (phone, and email when given), as a seed file, an import
