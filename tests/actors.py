@@ -376,30 +376,21 @@ class SupabaseAuth:
             )
 
     def request_phone_change(self, user_id: uuid.UUID, phone_digits: str) -> None:
-        """updateUser({ phone }) with confirmations on: the code is sent, nothing is confirmed."""
+        """updateUser({ phone }) with confirmations on (sendPhoneConfirmation): the change, its code's hash and
+        phone_change_sent_at in one UPDATE; nothing is confirmed."""
         self._conn.execute(
-            "update users set phone_change = %s, phone_change_token = 'hashed-otp',"
+            "update users set phone_change = %s, phone_change_token = %s,"
             " phone_change_sent_at = now(), updated_at = now() where id = %s",
-            (phone_digits, user_id),
+            (phone_digits, _token_hash(phone_digits), user_id),
         )
 
     def confirm_phone(self, user_id: uuid.UUID, phone_digits: str) -> None:
-        """verifyOtp({ type: 'phone_change' }): one UPDATE, digits without '+'."""
-        with self._conn.transaction():
-            self._conn.execute(
-                "update users set phone = %s, phone_confirmed_at = now(), phone_change = '',"
-                " phone_change_token = '', phone_change_sent_at = null, updated_at = now() where id = %s",
-                (phone_digits, user_id),
-            )
-            self._conn.execute(
-                """
-                insert into identities (provider_id, user_id, identity_data, provider,
-                  last_sign_in_at, created_at, updated_at)
-                values (%s, %s, %s, 'phone', now(), now(), now())
-                on conflict (provider_id, provider) do nothing
-                """,
-                (str(user_id), user_id, json.dumps({"sub": str(user_id), "phone": phone_digits})),
-            )
+        """updateUser({ phone }) unless that change is already pending, then verifyOtp({ type: 'phone_change' })
+        for this user's row: the phone change a user completes with the code sent to the number."""
+        row = self._conn.execute("select phone_change from users where id = %s", (user_id,)).fetchone()
+        if row is None or row["phone_change"] != phone_digits:
+            self.request_phone_change(user_id, phone_digits)
+        self.verify_phone_change(phone_digits, found=user_id)
 
     def confirm_email_change(self, user_id: uuid.UUID, new_email: str) -> None:
         """The link of updateUser({ email }) followed (User.ConfirmEmailChange): email replaced and the change
