@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import uuid
@@ -130,6 +131,16 @@ class Postgrest:
         return self.request(TokenClaims.verified(access_token, secret))
 
 
+def _bcrypt_shaped_hash() -> str:
+    """A password hash nobody knows the password of, shaped as GoTrue stores one."""
+    return "$2a$10$" + secrets.token_urlsafe(40)[:53]
+
+
+def _token_hash(phone_or_email: str) -> str:
+    """crypto.GenerateTokenHash: the SHA-224 of the number (or address) and a fresh code, in hex."""
+    return hashlib.sha224((phone_or_email + f"{secrets.randbelow(10**6):06d}").encode()).hexdigest()
+
+
 class SupabaseAuth:
     """Writes to auth.* as Supabase Auth does, statement by statement, connected as
     supabase_auth_admin. Each method issues the UPDATEs the real server issues for that flow,
@@ -154,6 +165,7 @@ class SupabaseAuth:
         email: str | None,
         phone: str | None,
         metadata: dict[str, Any],
+        password_hash: str = PASSWORD_HASH,
     ) -> None:
         """The sign-up INSERT: role '' and empty tokens; then role -> authenticated."""
         self._conn.execute(
@@ -170,7 +182,7 @@ class SupabaseAuth:
                 NIL_UUID,
                 user_id,
                 email,
-                PASSWORD_HASH,
+                password_hash,
                 phone,
                 json.dumps({"provider": provider, "providers": [provider]}),
                 json.dumps(metadata),
@@ -231,10 +243,9 @@ class SupabaseAuth:
             self._set(user_id, "last_sign_in_at = now()")
 
     def sign_up_with_phone(self, phone_digits: str) -> uuid.UUID:
-        """signInWithOtp({ phone }) of a new number (the user inserted, unconfirmed), then
-        verifyOtp({ type: 'sms' })."""
-        user_id = self.request_phone_sign_in(phone_digits)
-        self.verify_phone_sign_in(user_id)
+        """signInWithOtp({ phone }) for a new number, then verifyOtp({ type: 'sms' }) with the code it sent."""
+        user_id = self.request_phone_code(phone_digits)
+        self.verify_phone_code(phone_digits)
         return user_id
 
     def request_phone_sign_in(self, phone_digits: str) -> uuid.UUID:
@@ -255,20 +266,21 @@ class SupabaseAuth:
             self._set(user_id, "last_sign_in_at = now()")
 
     def admin_create_user(self, phone_digits: str, email: str | None = None) -> uuid.UUID:
-        """auth.admin.createUser({ phone, phone_confirm: true }): inserted unconfirmed, then
-        phone_confirmed_at in a later UPDATE of its own."""
+        """A user row inserted already confirmed (phone, and email when given), as a seed file, an import
+        or the SQL editor writes it. GoTrue's own adminUserCreate inserts unconfirmed and confirms in later
+        UPDATEs of the same transaction, so only rows written this way reach the insert trigger confirmed."""
         user_id = uuid.uuid4()
-        identity = {
-            "sub": str(user_id),
-            "phone": phone_digits,
-            "email_verified": False,
-            "phone_verified": False,
-        }
-        with self._conn.transaction():
-            self._insert(user_id, "phone", email, phone_digits, {})
-            self._add_identity(user_id, "phone", identity)
-            self._set(user_id, "role = 'authenticated'")
-            self._set(user_id, "confirmation_token = '', phone_confirmed_at = now()")
+        self._conn.execute(
+            """
+            insert into users (instance_id, id, aud, role, email, email_confirmed_at, phone, phone_confirmed_at,
+              confirmation_token, recovery_token, email_change_token_new, email_change,
+              raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
+            values (%s, %s, 'authenticated', 'authenticated', %s, case when %s::text is not null then now() end,
+              %s, now(), '', '', '', '',
+              '{"provider": "phone", "providers": ["phone"]}', '{}', now(), now(), false)
+            """,
+            (NIL_UUID, user_id, email, email, phone_digits),
+        )
         return user_id
 
     def admin_create_user_with_email(self, email: str) -> uuid.UUID:
@@ -283,38 +295,6 @@ class SupabaseAuth:
             self._set(user_id, "raw_user_meta_data = %s", json.dumps({"email_verified": True}))
         return user_id
 
-    def admin_update_phone(self, user_id: uuid.UUID, phone_digits: str, phone_confirm: bool = False) -> None:
-        """auth.admin.updateUserById(id, { phone, phone_confirm }): with phone_confirm the confirmation
-        is stamped first, on the row still holding the old number; the phone comes in its own UPDATE."""
-        with self._conn.transaction():
-            if phone_confirm:
-                self._set(user_id, "confirmation_token = '', phone_confirmed_at = now()")
-            self._conn.execute(
-                """
-                insert into identities (provider_id, user_id, identity_data, provider,
-                  last_sign_in_at, created_at, updated_at)
-                values (%s, %s, %s, 'phone', now(), now(), now())
-                on conflict (provider_id, provider) do update set identity_data =
-                  identities.identity_data || jsonb_build_object('phone', %s::text, 'phone_verified',
-                    %s or (identities.identity_data ->> 'phone_verified')::boolean)
-                """,
-                (
-                    str(user_id),
-                    user_id,
-                    json.dumps(
-                        {
-                            "sub": str(user_id),
-                            "phone": phone_digits,
-                            "email_verified": False,
-                            "phone_verified": True,
-                        }
-                    ),
-                    phone_digits,
-                    phone_confirm,
-                ),
-            )
-            self._set(user_id, "phone = %s", phone_digits)
-
     def request_phone_change(self, user_id: uuid.UUID, phone_digits: str) -> None:
         """updateUser({ phone }) with confirmations on: the code is sent, nothing is confirmed."""
         self._set(
@@ -325,40 +305,194 @@ class SupabaseAuth:
         )
 
     def confirm_phone(self, user_id: uuid.UUID, phone_digits: str) -> None:
-        """verifyOtp({ type: 'phone_change' }): the phone identity, then one UPDATE of the user."""
-        identity = {
-            "sub": str(user_id),
-            "phone": phone_digits,
-            "email_verified": False,
-            "phone_verified": True,
-        }
-        with self._conn.transaction():
-            self._conn.execute(
-                """
-                insert into identities (provider_id, user_id, identity_data, provider,
-                  last_sign_in_at, created_at, updated_at)
-                values (%s, %s, %s, 'phone', now(), now(), now())
-                on conflict (provider_id, provider) do update set identity_data = excluded.identity_data
-                """,
-                (str(user_id), user_id, json.dumps(identity)),
-            )
-            self._set(
-                user_id,
-                "phone = %s, phone_change = '', phone_change_token = '', phone_confirmed_at = now()",
-                phone_digits,
-            )
-            self._set(
-                user_id,
-                "raw_app_meta_data = jsonb_set(raw_app_meta_data, '{providers}',"
-                " (raw_app_meta_data -> 'providers') || '[\"phone\"]'::jsonb)",
-            )
-            self._set(user_id, "last_sign_in_at = now()")
+        """updateUser({ phone }) unless that change is already pending, then verifyOtp({ type: 'phone_change' })
+        for this user's row: the phone change a user completes with the code sent to the number."""
+        row = self._conn.execute("select phone_change from users where id = %s", (user_id,)).fetchone()
+        if row is None or row["phone_change"] != phone_digits:
+            self.request_phone_change(user_id, phone_digits)
+        self.verify_phone_change(phone_digits, found=user_id)
 
     def sign_in_with_phone_otp(self, user_id: uuid.UUID) -> None:
         """signInWithOtp({ phone }) + verifyOtp({ type: 'sms' }) of a user who has the phone already: GoTrue's
         ConfirmPhone sets phone_confirmed_at to now, proving the number again (updateUser with the same phone
         sends nothing)."""
         self.verify_phone_sign_in(user_id)
+
+    def request_phone_code(self, phone_digits: str, password_hash: str | None = None) -> uuid.UUID:
+        """signInWithOtp({ phone }), or signUp({ phone, password }) with password_hash, confirmations on.
+
+        A number no user holds: Signup inserts the user (SmsOtp passes a random password, so an OTP-only
+        user has a password hash too), SetRole, the phone identity and its metadata, then
+        sendPhoneConfirmation stores the code's hash and confirmation_sent_at. A number a user holds: only
+        sendPhoneConfirmation's UPDATE (Signup does not touch an unconfirmed user it finds), so a sign-up's
+        password stays whoever later asks for the code.
+        """
+        found = self._conn.execute(
+            "select id, phone_confirmed_at from users where instance_id = %s and phone = %s"
+            " and aud = 'authenticated' and is_sso_user = false",
+            (NIL_UUID, phone_digits),
+        ).fetchone()
+        if found is None:
+            user_id = uuid.uuid4()
+            identity = {"sub": str(user_id), "email_verified": False, "phone_verified": False}
+            with self._conn.transaction():
+                self._insert(user_id, "phone", None, phone_digits, {}, password_hash or _bcrypt_shaped_hash())
+                self._add_identity(user_id, "phone", identity)
+                self._set(user_id, "raw_user_meta_data = %s", json.dumps(identity))
+        else:
+            user_id = found["id"]
+            if password_hash is not None and found["phone_confirmed_at"] is not None:
+                return user_id  # signUp of a confirmed number: UserExistsError, nothing written
+        self._set(user_id, "confirmation_sent_at = now(), confirmation_token = %s", _token_hash(phone_digits))
+        return user_id
+
+    def verify_phone_code(self, phone_digits: str) -> uuid.UUID:
+        """verifyOtp({ phone, token, type: 'sms' }): the user holding the number (phone is unique), then
+        User.ConfirmPhone clears the code and sets phone_confirmed_at in one UPDATE, then the sign-in."""
+        found = self._conn.execute(
+            "select id from users where instance_id = %s and phone = %s and aud = 'authenticated'"
+            " and is_sso_user = false",
+            (NIL_UUID, phone_digits),
+        ).fetchone()
+        assert found is not None, f"no user holds {phone_digits}"
+        self.verify_phone_sign_in(found["id"])
+        return found["id"]  # type: ignore[no-any-return]
+
+    def verify_phone_change(self, phone_digits: str, found: uuid.UUID | None = None) -> uuid.UUID:
+        """verifyOtp({ phone, token, type: 'phone_change' }): verifyUserAndToken finds the user by
+        `phone_change = <number>` with no order (the first row the scan meets), and with test codes or
+        Twilio Verify checks the code per number, not against that row's own token. `found` names the row
+        that lookup returned when several accounts have the number pending. Then the phone identity,
+        User.ConfirmPhoneChange's one UPDATE, the providers list and the sign-in."""
+        if found is None:
+            row = self._conn.execute(
+                "select id from users where instance_id = %s and phone_change = %s and aud = 'authenticated'"
+                " and is_sso_user = false limit 1",
+                (NIL_UUID, phone_digits),
+            ).fetchone()
+            assert row is not None, f"no user has a change to {phone_digits} pending"
+            found = row["id"]
+        with self._conn.transaction():
+            self._put_phone_identity(found, phone_digits, verified=True)
+            self._set(
+                found,
+                "phone = phone_change, phone_change = '', phone_change_token = '', phone_confirmed_at = now()",
+            )
+            self._set(
+                found,
+                "raw_app_meta_data = jsonb_set(raw_app_meta_data, '{providers}', (raw_app_meta_data -> 'providers')"
+                " || case when raw_app_meta_data -> 'providers' ? 'phone' then '[]' else '[\"phone\"]' end::jsonb)",
+            )
+            self._set(found, "last_sign_in_at = now()")
+        return found
+
+    def admin_update_user(
+        self, user_id: uuid.UUID, phone: str | None = None, phone_confirm: bool = False
+    ) -> None:
+        """auth.admin.updateUserById(id, { phone, phone_confirm }) (adminUserUpdate), in its order: ConfirmPhone
+        first (on the row still holding the number it had), then the phone identity, then SetPhone, which
+        writes the phone column alone and leaves phone_confirmed_at as it was."""
+        with self._conn.transaction():
+            if phone_confirm:
+                self._set(user_id, "confirmation_token = '', phone_confirmed_at = now()")
+            if phone is not None:
+                self._put_phone_identity(user_id, phone, verified=phone_confirm)
+                self._set(user_id, "phone = %s", phone)
+
+    def create_user(self, phone_digits: str, phone_confirm: bool = False) -> uuid.UUID:
+        """auth.admin.createUser({ phone, phone_confirm }) (adminUserCreate): inserted unconfirmed (with a
+        random password), then the phone identity, SetRole and ConfirmPhone in later statements."""
+        user_id = uuid.uuid4()
+        identity = {
+            "sub": str(user_id),
+            "phone": phone_digits,
+            "email_verified": False,
+            "phone_verified": False,
+        }
+        with self._conn.transaction():
+            self._insert(user_id, "phone", None, phone_digits, {}, _bcrypt_shaped_hash())
+            self._add_identity(user_id, "phone", identity)
+            self._set(user_id, "role = 'authenticated'")
+            if phone_confirm:
+                self._set(user_id, "confirmation_token = '', phone_confirmed_at = now()")
+        return user_id
+
+    def _put_phone_identity(self, user_id: uuid.UUID, phone_digits: str, verified: bool) -> None:
+        """createNewIdentity for a user without a phone identity, UpdateIdentityData for one with it."""
+        data = {
+            "sub": str(user_id),
+            "phone": phone_digits,
+            "email_verified": False,
+            "phone_verified": verified,
+        }
+        self._conn.execute(
+            """
+            insert into identities (provider_id, user_id, identity_data, provider,
+              last_sign_in_at, created_at, updated_at)
+            values (%s, %s, %s, 'phone', now(), now(), now())
+            on conflict (provider_id, provider) do update
+            set identity_data = identities.identity_data || jsonb_build_object('phone', %s::text,
+                  'phone_verified', %s or coalesce((identities.identity_data ->> 'phone_verified')::boolean, false)),
+                updated_at = now()
+            """,
+            (str(user_id), user_id, json.dumps(data), phone_digits, verified),
+        )
+
+    def sso_sign_in(self, email: str) -> uuid.UUID:
+        """First SAML/OIDC sign-in of a verified address (createAccountFromExternalIdentity): signupNewUser
+        inserts an SSO user (is_sso_user, so another user may hold the same address), SetRole, the identity,
+        then Confirm sets email_confirmed_at in its own UPDATE."""
+        user_id = uuid.uuid4()
+        email = email.lower()
+        with self._conn.transaction():
+            self._conn.execute(
+                """
+                insert into users (instance_id, id, aud, role, email, encrypted_password,
+                  confirmation_token, recovery_token, email_change_token_new, email_change,
+                  raw_app_meta_data, raw_user_meta_data, is_sso_user, created_at, updated_at, is_anonymous)
+                values (%s, %s, '', '', %s, '', '', '', '', '',
+                  '{"provider": "sso:acme", "providers": ["sso:acme"]}', '{}', true, now(), now(), false)
+                """,
+                (NIL_UUID, user_id, email),
+            )
+            self._conn.execute(
+                "update users set aud = 'authenticated', role = 'authenticated', updated_at = now() where id = %s",
+                (user_id,),
+            )
+            self._conn.execute(
+                """
+                insert into identities (provider_id, user_id, identity_data, provider,
+                  last_sign_in_at, created_at, updated_at)
+                values (%s, %s, %s, 'sso:acme', now(), now(), now())
+                """,
+                (f"acme|{user_id}", user_id, json.dumps({"sub": f"acme|{user_id}", "email": email})),
+            )
+            self._conn.execute(
+                "update users set confirmation_token = '', email_confirmed_at = now(), updated_at = now()"
+                " where id = %s",
+                (user_id,),
+            )
+        return user_id
+
+    def confirm_email_change(self, user_id: uuid.UUID, new_email: str) -> None:
+        """The link of updateUser({ email }) followed (User.ConfirmEmailChange): email replaced and the change
+        cleared in one UPDATE, then, for a user whose email was never confirmed (a phone user adding one),
+        User.Confirm sets email_confirmed_at in a second UPDATE."""
+        with self._conn.transaction():
+            self._conn.execute(
+                "update users set email = %s, email_change = '', email_change_token_current = '',"
+                " email_change_token_new = '', email_change_confirm_status = 0, updated_at = now() where id = %s",
+                (new_email.lower(), user_id),
+            )
+            row = self._conn.execute(
+                "select email_confirmed_at from users where id = %s", (user_id,)
+            ).fetchone()
+            if row is not None and row["email_confirmed_at"] is None:
+                self._conn.execute(
+                    "update users set confirmation_token = '', email_confirmed_at = now(), updated_at = now()"
+                    " where id = %s",
+                    (user_id,),
+                )
 
     def change_email(self, user_id: uuid.UUID, new_email: str) -> None:
         """updateUser({ email }) confirmed on both addresses (secure email change)."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from actors import SupabaseAuth
+from actors import Database, SupabaseAuth
+
+from glue.devdb.platform import apply_migrations
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -97,3 +99,135 @@ def test_updated_at_moves_on_update(sql: Conn) -> None:
     assert before is not None and after is not None
     assert after["created_at"] == before["created_at"]
     assert after["updated_at"] > before["updated_at"]
+
+
+def test_a_confirmed_user_attaching_to_a_whatsapp_profile_survives_an_email_held_by_an_sso_user(
+    sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
+    """Auth's insert succeeds and the WhatsApp profile is attached, without the address an SSO user's profile holds."""
+    sso = supabase_auth.sso_sign_in("shared@example.com")
+    whatsapp = sql.execute(
+        "select id from public.get_or_create_whatsapp_user('+14155550188', 'Linus')"
+    ).fetchone()
+    assert whatsapp is not None
+
+    user_id = supabase_auth.admin_create_user("14155550188", email="shared@example.com")
+
+    assert sql.execute(
+        "select id, auth_id, email, phone_number from public.users where auth_id = %s", (user_id,)
+    ).fetchone() == {
+        "id": whatsapp["id"],
+        "auth_id": user_id,
+        "email": None,
+        "phone_number": "+14155550188",
+    }
+    assert profile_of(sql, sso) == {
+        "auth_id": sso,
+        "email": "shared@example.com",
+        "full_name": None,
+        "phone_number": None,
+    }
+
+
+def test_a_confirmed_user_keeps_its_phone_when_an_sso_user_holds_its_email(
+    sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
+    """Without a WhatsApp profile to attach, the new profile drops only the clashing address, not the confirmed phone."""
+    supabase_auth.sso_sign_in("shared@example.com")
+
+    user_id = supabase_auth.admin_create_user("14155550199", email="shared@example.com")
+
+    assert profile_of(sql, user_id) == {
+        "auth_id": user_id,
+        "email": None,
+        "full_name": None,
+        "phone_number": "+14155550199",
+    }
+
+
+def test_an_unconfirmed_sign_up_shows_no_email_until_auth_confirms_it(
+    sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
+    """The address appears on the profile in the UPDATE that confirms it, not at sign-up."""
+    user_id = supabase_auth.sign_up("pending@example.com", confirm=False)
+    assert profile_of(sql, user_id) == {
+        "auth_id": user_id,
+        "email": None,
+        "full_name": None,
+        "phone_number": None,
+    }
+
+    supabase_auth.confirm_email(user_id)
+
+    profile = profile_of(sql, user_id)
+    assert profile is not None and profile["email"] == "pending@example.com"
+
+
+def test_an_unconfirmed_sign_up_does_not_hold_the_address_from_its_owner(
+    sql: Conn, supabase_auth: SupabaseAuth
+) -> None:
+    """Someone who signs up with another person's address and never confirms it keeps nobody's profile from showing it."""
+    squatter = supabase_auth.sign_up("owner@example.com", confirm=False)
+    owner = supabase_auth.sso_sign_in("owner@example.com")
+
+    assert profile_of(sql, owner) == {
+        "auth_id": owner,
+        "email": "owner@example.com",
+        "full_name": None,
+        "phone_number": None,
+    }
+    assert profile_of(sql, squatter) == {
+        "auth_id": squatter,
+        "email": None,
+        "full_name": None,
+        "phone_number": None,
+    }
+
+
+def test_a_phone_user_adding_an_email_shows_it_once_confirmed(sql: Conn, supabase_auth: SupabaseAuth) -> None:
+    """ConfirmEmailChange writes the address, then Confirm sets email_confirmed_at: the profile follows the second."""
+    user_id = supabase_auth.admin_create_user("14155550166")
+    supabase_auth.confirm_email_change(user_id, "Late@Example.com")
+
+    profile = profile_of(sql, user_id)
+    assert profile is not None and profile["email"] == "late@example.com"
+
+
+def test_an_address_written_without_confirmation_is_not_shown(
+    sql: Conn, supabase_auth: SupabaseAuth, db: Any
+) -> None:
+    """An admin write of email alone (SetEmail) to a user whose email was never confirmed leaves the profile without one."""
+    user_id = supabase_auth.admin_create_user("14155550177")
+    with db.connect("supabase_auth_admin") as auth:
+        auth.execute(
+            "update users set email = 'unproven@example.com', updated_at = now() where id = %s", (user_id,)
+        )
+
+    profile = profile_of(sql, user_id)
+    assert profile is not None and profile["email"] is None
+
+
+def test_the_migration_frees_addresses_held_by_unconfirmed_sign_ups(bare_db: Database) -> None:
+    """A profile showing an address Auth never confirmed loses it, and the account that confirmed it gets it."""
+    apply_migrations(bare_db.url("postgres"), seed=False, before="20261206001300")
+    auth = SupabaseAuth(bare_db)
+    try:
+        squatter = auth.sign_up("owner@example.com", confirm=False)
+        owner = auth.sso_sign_in("owner@example.com")
+        confirmed = auth.sign_up("kept@example.com")
+        with bare_db.connect("postgres") as sql:
+            assert [profile_of(sql, u)["email"] for u in (squatter, owner, confirmed)] == [  # type: ignore[index]
+                "owner@example.com",
+                None,
+                "kept@example.com",
+            ]
+
+            apply_migrations(bare_db.url("postgres"), seed=False)
+
+            assert [profile_of(sql, u)["email"] for u in (squatter, owner, confirmed)] == [  # type: ignore[index]
+                None,
+                "owner@example.com",
+                "kept@example.com",
+            ]
+    finally:
+        auth.close()

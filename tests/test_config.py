@@ -51,11 +51,29 @@ def test_phone_changes_need_the_code_sent_to_the_phone(config: dict[str, Any]) -
     assert sms.get("enabled") is True
 
 
-def test_exactly_one_sms_provider_sends_the_codes(config: dict[str, Any]) -> None:
-    """Confirmation is only possible when a provider delivers the code: one Twilio provider is enabled."""
+def test_plain_twilio_alone_sends_the_codes(config: dict[str, Any]) -> None:
+    """Confirmation is only possible when a provider delivers the code, and only plain Twilio checks a phone
+    change's code against the account it was sent for (Twilio Verify checks per number: supabase/auth#2430)."""
     sms = config["auth"]["sms"]
     enabled = [name for name in SMS_PROVIDERS if sms.get(name, {}).get("enabled")]
-    assert len(enabled) == 1 and enabled[0].startswith("twilio"), enabled
+    assert enabled == ["twilio"], enabled
+    assert ENV_REFERENCE.match(sms["twilio"].get("content_sid", "")), "WhatsApp needs an approved template"
+
+
+FICTIONAL_NUMBER = re.compile(r"^1[2-9]\d{2}55501\d{2}$")  # NANP 555-0100..0199, reserved for fiction
+
+
+def test_codes_are_pinned_only_for_fictional_numbers(config: dict[str, Any]) -> None:
+    """[auth.sms.test_otp] codes are checked per number (a pending change of another account could take
+    them), so only numbers nobody can own may have one: the local tour's, never a real person's."""
+    pinned = config["auth"]["sms"].get("test_otp", {})
+    assert [number for number in pinned if not FICTIONAL_NUMBER.match(str(number))] == []
+
+
+def test_a_code_lives_no_longer_than_the_database_counts_a_pending_change(config: dict[str, Any]) -> None:
+    """[auth.sms] otp_expiry is at most the hour during which another account's pending change disputes a
+    confirmation (private.phone_change_pending_elsewhere)."""
+    assert 0 < config["auth"]["sms"].get("otp_expiry", 60) <= 3600
 
 
 def test_only_public_is_exposed_by_the_api(config: dict[str, Any]) -> None:

@@ -56,13 +56,18 @@ def link_error(postgrest: Postgrest, auth_id: uuid.UUID, **claims: Any) -> psyco
 
 
 def confirm_phone_before_linking_existed(admin: Conn, auth_id: uuid.UUID, digits: str = DIGITS) -> None:
-    """Supabase Auth's phone confirmation with triggers off: a phone verified before this migration was deployed."""
+    """Supabase Auth's phone confirmation with triggers off, a phone verified before linking was deployed, and
+    the proof the phone-proofs migration records for every phone confirmed before it."""
     with admin.transaction():
         admin.execute("set local session_replication_role = replica")
         admin.execute(
             "update auth.users set phone = %s, phone_confirmed_at = now(), phone_change = '',"
             " phone_change_token = '', phone_change_sent_at = null, updated_at = now() where id = %s",
             (digits, auth_id),
+        )
+        admin.execute(
+            "insert into private.phone_proofs (auth_id, phone, proven_by) values (%s, %s, 'migration')",
+            (auth_id, digits),
         )
 
 

@@ -21,13 +21,18 @@ MESSAGES = 20
 
 
 def confirm_phone_before_linking_existed(admin: Conn, auth_id: uuid.UUID) -> None:
-    """Supabase Auth's phone confirmation with triggers off, so that only the RPC links."""
+    """Supabase Auth's phone confirmation with triggers off, so that only the RPC links, and the proof the
+    phone-proofs migration records for a phone confirmed before it."""
     with admin.transaction():
         admin.execute("set local session_replication_role = replica")
         admin.execute(
             "update auth.users set phone = %s, phone_confirmed_at = now(), phone_change = '',"
             " phone_change_token = '', updated_at = now() where id = %s",
             (DIGITS, auth_id),
+        )
+        admin.execute(
+            "insert into private.phone_proofs (auth_id, phone, proven_by) values (%s, %s, 'migration')",
+            (auth_id, DIGITS),
         )
 
 

@@ -299,20 +299,45 @@ def test_forget_user_erases_the_audit_rows_of_every_profile_merged_into_the_pers
     assert [(row["survivor_id"], row["phone_number"]) for row in audit_rows(sql)] == [(other, "+14155550999")]
 
 
-def test_forget_user_erases_audit_rows_naming_an_equivalent_form_of_the_number(
+def test_forget_user_keeps_the_audit_rows_of_a_recycled_numbers_previous_owner(
+    sql: Conn, postgrest: Postgrest, supabase_auth: SupabaseAuth
+) -> None:
+    """Pat linked +1 415 555 0123 and moved to another number; erasing its next owner leaves Pat's history whole."""
+    pats_whatsapp = receive(sql, "SMpat", PHONE)
+    pat = supabase_auth.sign_up("pat@example.com")
+    supabase_auth.request_phone_change(pat, DIGITS)
+    supabase_auth.confirm_phone(pat, DIGITS)
+    supabase_auth.request_phone_change(pat, "14155550777")
+    supabase_auth.confirm_phone(pat, "14155550777")  # the old number is free again
+    pats_history = audit_rows(sql)
+    assert [(row["outcome"], row["phone_number"]) for row in pats_history] == [
+        ("merged", PHONE),
+        ("phone_attached", "+14155550777"),
+    ]
+    next_owner = receive(sql, "SMnext", PHONE)
+    assert next_owner != pats_whatsapp
+
+    assert forget(postgrest, next_owner)["public.user_merges"] == 0
+    assert audit_rows(sql) == pats_history
+
+
+def test_forget_user_erases_the_persons_audit_rows_naming_either_form_of_their_number(
     sql: Conn, postgrest: Postgrest
 ) -> None:
-    """Supabase Auth writes +55 11 9…, WhatsApp +55 11 …: an audit row naming either form is about this person."""
+    """Rows about the person go in whichever form of the number they name; a row of another account that names it stays."""
     whatsapp_id = receive_from(sql, "SMbr", "+551187654321", None)
+    stranger = uuid.uuid4()
     sql.execute(
-        "insert into public.user_merges (auth_id, phone_number, outcome, reason, triggered_by)"
-        " values (%s, '+5511987654321', 'refused', 'PT409: phone is linked to another account', 'rpc'),"
-        " (%s, '+5511987654322', 'refused', 'PT409: phone is linked to another account', 'rpc')",
-        (uuid.uuid4(), uuid.uuid4()),
+        "insert into public.user_merges (survivor_id, auth_id, phone_number, outcome, reason, triggered_by)"
+        " values (%s, %s, '+5511987654321', 'refused', 'PT409: phone is linked to another account', 'auth_trigger'),"
+        " (null, %s, '+5511987654321', 'refused', 'PT409: phone is linked to another account', 'auth_trigger')",
+        (whatsapp_id, uuid.uuid4(), stranger),
     )
 
     assert forget(postgrest, whatsapp_id)["public.user_merges"] == 1
-    assert [row["phone_number"] for row in audit_rows(sql)] == ["+5511987654322"]
+    assert [(row["auth_id"], row["phone_number"]) for row in audit_rows(sql)] == [
+        (stranger, "+5511987654321")
+    ]
 
 
 def test_forget_user_keeps_the_history_of_someone_refused_a_link_to_the_person(

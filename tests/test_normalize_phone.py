@@ -138,3 +138,68 @@ def test_users_refuse_a_phone_number_that_is_not_e164(sql: psycopg.Connection[di
         sql.execute("insert into public.users (phone_number) values ('14155550123')")
     with pytest.raises(psycopg.errors.CheckViolation, match="users_has_an_identity"):
         sql.execute("insert into public.users (full_name) values ('nobody')")
+
+
+# A national trunk prefix written inside an international number. Where the country's numbering plan
+# dials a 0 before national numbers (and no national number starts with 0), '(0)' is that prefix and is
+# dropped; anywhere else the digit's meaning is unknown and the form is refused, never kept as a digit.
+TRUNK_DROPPED = [
+    ("+44 (0) 7400 123456", "+447400123456"),
+    ("+49 (0)1512 3456789", "+4915123456789"),
+    ("+44(0)20 7946 0958", "+442079460958"),
+    ("0044 (0)20 7946 0958", "+442079460958"),
+    ("+33 ( 0 ) 6 12 34 56 78", "+33612345678"),
+    ("+61 (0)4 1234 5678", "+61412345678"),
+    ("whatsapp:+353 (0)85 123 4567", "+353851234567"),
+]
+
+TRUNK_REFUSED = [
+    (
+        "+39 (0)6 1234 5678",
+        "phone '+39 (0)6 1234 5678' writes a trunk prefix (0) that country code +39 does not use",
+    ),
+    (
+        "+1 (0) 415 555 0123",
+        "phone '+1 (0) 415 555 0123' writes a trunk prefix (0) that country code +1 does not use",
+    ),
+    ("+44 20 (0) 7946 0958", "phone '+44 20 (0) 7946 0958' has a (0) that does not follow the country code"),
+    ("(0)20 7946 0958", "phone '(0)20 7946 0958' has a (0) that does not follow the country code"),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), TRUNK_DROPPED, ids=[f"{r!r} becomes {e}" for r, e in TRUNK_DROPPED]
+)
+def test_a_trunk_prefix_inside_an_international_number_is_dropped(
+    sql: psycopg.Connection[dict[str, Any]], raw: str, expected: str
+) -> None:
+    """'(0)' after the country code of a plan that dials a trunk 0 is that prefix, not a digit of the number."""
+    row = sql.execute("select private.normalize_phone(%s) as phone", (raw,)).fetchone()
+    assert row == {"phone": expected}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"), TRUNK_REFUSED, ids=[f"{r!r} is refused" for r, _ in TRUNK_REFUSED]
+)
+def test_a_trunk_prefix_the_plan_does_not_explain_is_refused(
+    sql: psycopg.Connection[dict[str, Any]], raw: str, message: str
+) -> None:
+    """'(0)' where no numbering plan makes it a trunk prefix is refused with 22023, not read as a digit."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as raised:
+        sql.execute("select private.normalize_phone(%s)", (raw,))
+    assert raised.value.diag.message_primary == message
+    assert raised.value.diag.message_hint is not None and "(0)" in raised.value.diag.message_hint
+
+
+def test_a_number_written_with_its_trunk_prefix_is_the_same_person(
+    sql: psycopg.Connection[dict[str, Any]],
+) -> None:
+    """A profile made from '+44 (0) 7400 123456' is the one Twilio's 'whatsapp:+447400123456' finds: no second person."""
+    typed = sql.execute("select id from public.get_or_create_whatsapp_user('+44 (0) 7400 123456')").fetchone()
+    twilio = sql.execute(
+        "select user_id as id from public.receive_whatsapp_message('SMtrunk', 'whatsapp:+447400123456', 'hi')"
+    ).fetchone()
+    assert typed is not None and typed == twilio
+    assert sql.execute("select phone_number from public.users").fetchall() == [
+        {"phone_number": "+447400123456"}
+    ]
