@@ -3,8 +3,9 @@
 A webhook is answered in this order, and nothing touches the database before step 3:
 1. read the body (413 over MAX_BODY_BYTES) and the form (415 if it is not a form);
 2. check X-Twilio-Signature against the URL Twilio called (403), then the AccountSid/To allow-lists (403);
-3. read the message (400 without From or MessageSid), one RPC call (400 when the database refuses the
-   phone, 503 with Retry-After when it is unreachable or late);
+3. read the message (400 without From or MessageSid; an SMS, From without whatsapp:, gets an empty 200
+   and is not stored), one RPC call (400 when the database refuses the phone, 503 with Retry-After when
+   it is unreachable or late);
 4. 200 with TwiML: the welcome reply when this MessageSid created the user, then the hook's reply
    (first delivery only).
 """
@@ -86,6 +87,11 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
             raise
         message = read_message(form)
         fields["message_sid"] = message.message_sid
+        if not message.is_whatsapp:
+            # An SMS to the same number: its sender id can be spoofed on some routes, so it never
+            # stands for the WhatsApp user. Twilio gets an empty answer (no retry, no fallback call).
+            fields["reason"] = "not_whatsapp"
+            return Response(twiml([]), media_type=TWIML_TYPE)
         try:
             receipt = await gateway.receive(message)
         except InputRejected as error:

@@ -25,6 +25,8 @@ MAX_MEDIA = 20  # WhatsApp allows one attachment, MMS ten; anything above is not
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # A business-scoped user id ("US.1349..."): Twilio puts it in From when WhatsApp withheld the phone.
 BSUID_PREFIX = re.compile(r"^[A-Z]{2}\.")
+# Twilio's channel prefix: only a From that carries it is a WhatsApp sender.
+WHATSAPP = "whatsapp:"
 
 Form = ImmutableMultiDict[str, str]
 
@@ -56,9 +58,14 @@ class InboundMessage:
     external_user_id: str | None = None
 
     @property
+    def is_whatsapp(self) -> bool:
+        """True when From is a WhatsApp address; anything else (an SMS to the same number) is not stored."""
+        return self.sender.startswith(WHATSAPP)
+
+    @property
     def sender_is_bsuid(self) -> bool:
         """True when From carries a WhatsApp username's BSUID instead of a phone number."""
-        return bool(BSUID_PREFIX.match(self.sender.removeprefix("whatsapp:")))
+        return bool(BSUID_PREFIX.match(self.sender.removeprefix(WHATSAPP)))
 
     @property
     def phone(self) -> str | None:
@@ -70,7 +77,7 @@ class InboundMessage:
         """The sender's BSUID: ExternalUserId, else a BSUID in From."""
         if self.external_user_id:
             return self.external_user_id
-        return self.sender.removeprefix("whatsapp:") if self.sender_is_bsuid else None
+        return self.sender.removeprefix(WHATSAPP) if self.sender_is_bsuid else None
 
 
 def parse_form(body: bytes, content_type: str | None) -> Form:

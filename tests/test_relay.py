@@ -126,15 +126,20 @@ def test_no_welcome_and_no_hook_answers_an_empty_response(db: Database, client: 
     assert count(db, "whatsapp_messages") == 1
 
 
-def test_plain_sms_sender_without_whatsapp_prefix_is_stored(
-    relay: RelayServer, client: httpx.Client, db: Database
+def test_plain_sms_sender_is_answered_and_never_stored(
+    relay: RelayServer, client: httpx.Client, db: Database, hook: HookRecorder
 ) -> None:
-    """A From without the whatsapp: prefix (the number also takes SMS) is stored under the same E.164 phone."""
-    params = inbound_params(PHONE, "sms")
-    params["From"] = PHONE
-    assert post(client, relay.url, params).status_code == 200
+    """An SMS to the same number (From without whatsapp:) gets an empty TwiML 200 and touches no profile."""
+    assert post(client, relay.url, inbound_params(PHONE, "whatsapp first")).status_code == 200
+    sms = inbound_params(PHONE, "sms")
+    sms["From"], sms["To"] = PHONE, "+14155238886"
+    del sms["WaId"]
+    response = post(client, relay.url, sms)
+    assert (response.status_code, response.text) == (200, EMPTY_TWIML)
     with db.connect("postgres") as conn:
-        assert conn.execute("select phone_number from public.users").fetchall() == [{"phone_number": PHONE}]
+        bodies = conn.execute("select body from public.whatsapp_messages").fetchall()
+    assert bodies == [{"body": "whatsapp first"}]
+    assert len(hook.calls) == 1
 
 
 # --- signatures ----------------------------------------------------------------------------------

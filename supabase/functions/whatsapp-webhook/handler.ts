@@ -6,7 +6,8 @@
  * 1. read the body (413 over MAX_BODY_BYTES) and the form (415 if it is not a form, 400 if not UTF-8);
  * 2. check X-Twilio-Signature against the function's public URL (403), then the AccountSid/To
  *    allow-lists (403);
- * 3. read the message (400 without From or MessageSid), one call of public.receive_whatsapp_message
+ * 3. read the message (400 without From or MessageSid; an SMS, From without whatsapp:, gets an empty 200
+ *    and is not stored), one call of public.receive_whatsapp_message
  *    (400 when the database refuses an argument, 503 with Retry-After when it is unreachable or late);
  * 4. 200 with TwiML: the welcome reply when this MessageSid created the user, then the hook's reply
  *    (first delivery only).
@@ -53,9 +54,16 @@ export interface InboundMessage {
 
 // A business-scoped user id ("US.1349..."): Twilio puts it in From when WhatsApp withheld the phone.
 const BSUID_PREFIX = /^[A-Z]{2}\./;
+// Twilio's channel prefix: only a From that carries it is a WhatsApp sender.
+const WHATSAPP = "whatsapp:";
 
 function bareSender(message: InboundMessage): string {
-  return message.sender.startsWith("whatsapp:") ? message.sender.slice("whatsapp:".length) : message.sender;
+  return message.sender.startsWith(WHATSAPP) ? message.sender.slice(WHATSAPP.length) : message.sender;
+}
+
+/** True when From is a WhatsApp address; anything else (an SMS to the same number) is not stored. */
+export function isWhatsapp(message: InboundMessage): boolean {
+  return message.sender.startsWith(WHATSAPP);
 }
 
 /** The sender's number as Twilio wrote it (the database normalises it), or null for a BSUID sender. */
@@ -606,6 +614,12 @@ export function createRelay(env: Env, options: RelayOptions = {}): Relay {
     }
     const message = readMessage(form);
     fields.message_sid = message.messageSid;
+    if (!isWhatsapp(message)) {
+      // An SMS to the same number: its sender id can be spoofed on some routes, so it never stands
+      // for the WhatsApp user. Twilio gets an empty answer (no retry, no fallback call).
+      fields.reason = "not_whatsapp";
+      return new Response(twiml([]), { status: 200, headers: { "content-type": TWIML_TYPE } });
+    }
     let receipt: Receipt;
     try {
       receipt = await db.receive(message);
