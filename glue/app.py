@@ -64,6 +64,8 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
     tokens = settings.auth_tokens()
     if not tokens:
         raise ValueError("TWILIO_AUTH_TOKEN is not set: every request would be refused")
+    if problem := settings.public_url_problem():
+        raise ValueError(problem)
     validators = [RequestValidator(token) for token in tokens]
     if hook is None and settings.reply_hook:
         hook = load_hook(settings.reply_hook)

@@ -68,15 +68,15 @@ def check_settings_fields(settings: Settings) -> list[Check]:
         checks.append(Check(verdict, "PUBLIC_BASE_URL", detail))
     elif settings.trust_forwarded_headers:
         checks.append(Check("ok", "PUBLIC_BASE_URL", "unset; X-Forwarded-Proto/Host are trusted"))
+    elif settings.trust_host_header:
+        detail = "unset; TRUST_HOST_HEADER=true checks signatures against the Host header (local use only)"
+        checks.append(Check("warn", "PUBLIC_BASE_URL", detail))
     else:
-        checks.append(
-            Check(
-                "warn",
-                "PUBLIC_BASE_URL",
-                "unset: signatures are checked against the URL requests arrive on; behind a proxy "
-                "set PUBLIC_BASE_URL or TRUST_FORWARDED_HEADERS=true",
-            )
+        detail = (
+            "not set: glue serve refuses to start; set it to the URL Twilio calls (without /twilio/webhook),"
+            " or TRUST_FORWARDED_HEADERS=true behind a proxy you control"
         )
+        checks.append(Check("FAIL", "PUBLIC_BASE_URL", detail))
     if settings.reply_hook:
         try:
             load_hook(settings.reply_hook)

@@ -31,6 +31,8 @@ RELAY_VARIABLES = (
     "TWILIO_AUTH_TOKEN",
     "TWILIO_AUTH_TOKEN_SECONDARY",
     "PUBLIC_BASE_URL",
+    "TRUST_HOST_HEADER",
+    "TRUST_FORWARDED_HEADERS",
     "WELCOME_REPLY",
     "REPLY_HOOK",
     "HOST",
@@ -186,6 +188,7 @@ def test_doctor_fails_without_token_or_database(
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  TWILIO_AUTH_TOKEN: not set" in out
+    assert "FAIL  PUBLIC_BASE_URL: not set: glue serve refuses to start" in out
     assert "FAIL  database: set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY" in out
 
 
@@ -219,7 +222,12 @@ def test_doctor_reports_an_unreachable_database_without_its_password(
 def test_serve_runs_the_relay_from_environment_variables(db: Database, tmp_path: Path) -> None:
     """`glue serve --port P` reads its settings from the environment, answers webhooks, and logs JSON lines."""
     port = free_port()
-    env = child_env(DATABASE_URL=db.url("postgres"), TWILIO_AUTH_TOKEN=TOKEN, WELCOME_REPLY=WELCOME)
+    env = child_env(
+        DATABASE_URL=db.url("postgres"),
+        TWILIO_AUTH_TOKEN=TOKEN,
+        WELCOME_REPLY=WELCOME,
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+    )
     process = subprocess.Popen(
         [GLUE, "serve", "--port", str(port)],
         cwd=tmp_path,
@@ -252,6 +260,22 @@ def test_serve_runs_the_relay_from_environment_variables(db: Database, tmp_path:
     finally:
         stop(process, lines)
     assert count(db, "whatsapp_messages") == 1
+
+
+def test_serve_refuses_to_start_without_a_public_url(db: Database, tmp_path: Path) -> None:
+    """Without PUBLIC_BASE_URL (or an explicit TRUST_HOST_HEADER=true) `glue serve` exits 2 and says what to set."""
+    env = child_env(DATABASE_URL=db.url("postgres"), TWILIO_AUTH_TOKEN=TOKEN)
+    result = subprocess.run(
+        [GLUE, "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Set PUBLIC_BASE_URL" in result.stderr and "TRUST_HOST_HEADER=true" in result.stderr
 
 
 def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command(

@@ -130,3 +130,19 @@ def test_settings_read_lists_and_blank_values_from_the_environment(monkeypatch: 
     assert settings.public_base_url == "https://wa.example.com"
     assert settings.gateway_kind() == "psycopg"
     assert TOKEN not in repr(settings) and ":p@" not in repr(settings)
+
+
+def test_the_relay_refuses_to_start_without_a_public_url_unless_told_to_trust_the_host() -> None:
+    """Without PUBLIC_BASE_URL the signed URL would come from the Host header: create_app refuses unless TRUST_HOST_HEADER."""
+    from glue.app import create_app
+    from glue.gateway import PsycopgGateway
+
+    gateway = PsycopgGateway("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(ValueError, match=r"Set PUBLIC_BASE_URL .* or TRUST_HOST_HEADER=true"):
+        create_app(Settings(_env_file=None, twilio_auth_token=TOKEN), gateway)  # type: ignore[call-arg]
+    for trusted in (
+        {"trust_host_header": True},
+        {"trust_forwarded_headers": True},
+        {"public_base_url": "https://x.example"},
+    ):
+        create_app(Settings(_env_file=None, twilio_auth_token=TOKEN, **trusted), gateway)  # type: ignore[call-arg]

@@ -108,6 +108,8 @@ export interface Settings {
   functionUrl: string | null;
   publicBaseUrl: string | null;
   supabaseUrl: string | null;
+  /** Local use only: check signatures against the URL the request arrived on. */
+  trustHostHeader: boolean;
   accountSids: string[];
   toNumbers: string[];
   welcomeReply: string | null;
@@ -163,6 +165,20 @@ function number(env: Env, name: string, fallback: number, min: number, integer: 
   return value;
 }
 
+// The values pydantic reads as a boolean, so one environment means the same to both relays.
+const TRUE = ["1", "true", "t", "yes", "y", "on"];
+const FALSE = ["0", "false", "f", "no", "n", "off"];
+
+function flag(env: Env, name: string): boolean {
+  const raw = optional(env, name);
+  if (raw === null) return false;
+  const value = raw.trim().toLowerCase();
+  if (!TRUE.includes(value) && !FALSE.includes(value)) {
+    throw new Error(`${name} must be true or false, not ${raw}`);
+  }
+  return TRUE.includes(value);
+}
+
 function baseUrl(env: Env, name: string): string | null {
   const value = optional(env, name);
   if (value === null) return null;
@@ -179,11 +195,12 @@ export function readSettings(env: Env): Settings {
   if (authTokens.length === 0) {
     throw new Error("TWILIO_AUTH_TOKEN is not set: every request would be refused");
   }
-  return {
+  const settings: Settings = {
     authTokens,
     functionUrl: baseUrl(env, "FUNCTION_URL"),
     publicBaseUrl: baseUrl(env, "PUBLIC_BASE_URL"),
     supabaseUrl: baseUrl(env, "SUPABASE_URL"),
+    trustHostHeader: flag(env, "TRUST_HOST_HEADER"),
     accountSids: list(env, "TWILIO_ACCOUNT_SIDS"),
     toNumbers: list(env, "TWILIO_TO_NUMBERS"),
     welcomeReply: optional(env, "WELCOME_REPLY"),
@@ -194,6 +211,15 @@ export function readSettings(env: Env): Settings {
     dbPoolSize: number(env, "DB_POOL_SIZE", 5, 1, true),
     databaseUrl: optional(env, "DATABASE_URL") ?? optional(env, "SUPABASE_DB_URL"),
   };
+  const { functionUrl, publicBaseUrl, supabaseUrl, trustHostHeader } = settings;
+  if (functionUrl === null && publicBaseUrl === null && supabaseUrl === null && !trustHostHeader) {
+    // The URL the request arrived on would let a signature made for another deployment sharing the
+    // token pass here; on Supabase the platform always sets SUPABASE_URL.
+    throw new Error(
+      "no public URL: set FUNCTION_URL, PUBLIC_BASE_URL or SUPABASE_URL, or TRUST_HOST_HEADER=true for local use",
+    );
+  }
+  return settings;
 }
 
 // --- the body and the form -----------------------------------------------------------------------
@@ -275,7 +301,10 @@ const last = (form: Form, name: string) => values(form, name).at(-1) ?? null;
 
 // --- the signature ---------------------------------------------------------------------------------
 
-/** The URL Twilio called: FUNCTION_URL, else PUBLIC_BASE_URL + path, else SUPABASE_URL's functions URL. */
+/**
+ * The URL Twilio called: FUNCTION_URL, else PUBLIC_BASE_URL + path, else SUPABASE_URL's functions URL, else
+ * (TRUST_HOST_HEADER=true only) the URL the request arrived on.
+ */
 export function publicUrl(requestUrl: string, settings: Settings): string {
   const url = new URL(requestUrl);
   if (settings.functionUrl) return settings.functionUrl + url.search;
