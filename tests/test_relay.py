@@ -330,6 +330,10 @@ def _set(name: str, value: str) -> Callable[[dict[str, str]], None]:
         (_set("MessageSid", "  "), "MessageSid is required"),
         (_set("NumMedia", "two"), "NumMedia is not a small whole number"),
         (_set("NumMedia", "1"), "MediaUrl0 is required"),
+        (
+            _set("From", "whatsapp:hello"),
+            "From 'whatsapp:hello' is not a WhatsApp sender: Twilio writes whatsapp:+<number> or whatsapp:<BSUID>",
+        ),
     ],
     ids=[
         "no From",
@@ -338,6 +342,7 @@ def _set(name: str, value: str) -> Callable[[dict[str, str]], None]:
         "blank MessageSid",
         "NumMedia not a number",
         "NumMedia without MediaUrl0",
+        "From in a shape Twilio never writes",
     ],
 )
 def test_malformed_form_is_400_and_stores_nothing(
@@ -359,17 +364,17 @@ def test_malformed_form_is_400_and_stores_nothing(
 @pytest.mark.parametrize(
     ("field", "value", "named"),
     [
-        ("From", "whatsapp:hello", "phone"),
+        ("From", "whatsapp:+0123456789", "phone"),
         ("From", "whatsapp:+1", "phone"),
         ("MessageSid", "SM-not-a-sid!", "message_sid"),
     ],
-    ids=["From is not a phone", "From too short", "MessageSid has bad characters"],
+    ids=["From without a country code", "From too short", "MessageSid has bad characters"],
 )
 def test_a_value_the_database_refuses_is_400_naming_the_field(
     relay: RelayServer, client: httpx.Client, db: Database, field: str, value: str, named: str
 ) -> None:
     """SQLSTATE 22023 from the RPC becomes 400 with the database's message, which names the field."""
-    params = inbound_params(PHONE, "hi")
+    params = inbound_params(value if field == "From" else PHONE, "hi")
     params[field] = value
     response = post(client, relay.url, params)
     assert response.status_code == 400

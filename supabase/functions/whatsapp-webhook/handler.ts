@@ -420,6 +420,74 @@ function single(form: Form, name: string, required: boolean): string | null {
   return value || null;
 }
 
+// The two shapes Twilio writes a WhatsApp From in (the database checks the rest: length, country code).
+const PHONE_SENDER = /^\+[0-9]+$/;
+// Sender fields as they appear in the signed text (name immediately followed by value, see checkSender).
+const FROM_PHONE_RUN = /From(?:whatsapp:)?\+([0-9]+)/g;
+const WA_ID_RUN = /WaId\+?([0-9]+)/g;
+const BSUID_RUN_NAMES = ["ExternalUserId", "Fromwhatsapp:"];
+const PARENT_BSUID = /^[A-Z]{2}\.[A-Z]{2,8}\./; // ParentExternalUserId: US.ENT.…
+const NOT_SENDER = "the sender fields (From, WaId, ExternalUserId) name more than one WhatsApp user";
+
+/** private.phone_match_key: one key for the forms of one E.164 number WhatsApp and Supabase Auth write differently. */
+export function phoneMatchKey(phone: string): string {
+  if (/^\+55[1-9][1-9][6-9][0-9]{7}$/.test(phone)) return "+55" + phone.slice(3, 5) + "9" + phone.slice(5);
+  if (/^\+521[0-9]{10}$/.test(phone)) return "+52" + phone.slice(4); // Mexico: the old mobile 1
+  if (/^\+549[0-9]{10}$/.test(phone)) return "+54" + phone.slice(4); // Argentina: the mobile 9
+  return phone;
+}
+
+function sameBsuid(text: string, at: number, bsuid: string | null): boolean {
+  // Nothing separates a value from the next name in the signed text, so the id ends where the next
+  // name (an upper-case letter) or the text does.
+  if (bsuid === null) return false;
+  const follows = text.slice(at, at + bsuid.length + 1);
+  return follows.startsWith(bsuid) && /^[A-Z]?$/.test(follows.slice(bsuid.length));
+}
+
+/**
+ * Throws 400 unless every sender field in the signed text names the one sender this message is stored under.
+ *
+ * Twilio signs the URL plus every name and value joined without separators, so one signed request can be
+ * re-split into another form (a longer Body swallowing forged fields, an invented parameter swallowing the
+ * real ones). The real fields are still in the signed text, so they are read back from it: every From and
+ * WaId written there must be the message's number (as the identity layer compares numbers), every
+ * ExternalUserId and BSUID From the message's BSUID.
+ */
+export function checkSender(form: Form, message: InboundMessage): void {
+  const bare = bareSender(message);
+  const phone = PHONE_SENDER.test(bare) ? bare : null;
+  if (phone === null && !BSUID_PREFIX.test(bare)) {
+    throw badRequest(
+      `From '${
+        Array.from(message.sender).slice(0, 40).join("")
+      }' is not a WhatsApp sender: Twilio writes whatsapp:+<number> or whatsapp:<BSUID>`,
+    );
+  }
+  let bsuid = whatsappUserId(message);
+  if (bsuid !== null) bsuid = bsuid.replace(/^\s*whatsapp:/i, "").replace(/^ +| +$/g, "");
+  if (phone === null && bsuid !== bare) throw badRequest(NOT_SENDER); // From and ExternalUserId: two users
+  const text = signedText("", form);
+  const digits = [...text.matchAll(FROM_PHONE_RUN)].map((run) => run[1]);
+  if (phone !== null) {
+    digits.push(...[...text.matchAll(WA_ID_RUN)].map((run) => run[1]));
+    const waId = (message.waId ?? "").replace(/^\+/, "");
+    if (/^[0-9]+$/.test(waId)) digits.push(waId);
+  }
+  const expected = phone === null ? null : phoneMatchKey(phone);
+  if (digits.some((run) => phoneMatchKey("+" + run) !== expected)) throw badRequest(NOT_SENDER);
+  for (const name of BSUID_RUN_NAMES) {
+    for (let start = text.indexOf(name); start >= 0; start = text.indexOf(name, start + 1)) {
+      const at = start + name.length;
+      if (!BSUID_PREFIX.test(text.slice(at, at + 3))) continue;
+      if (text.slice(0, start).endsWith("Parent") && PARENT_BSUID.test(text.slice(at, at + 12))) {
+        continue; // ParentExternalUserId: the business portfolio's id, not a user's
+      }
+      if (!sameBsuid(text, at, bsuid)) throw badRequest(NOT_SENDER);
+    }
+  }
+}
+
 /** The message in a signed form, or 400 when it lacks what a message needs. */
 export function readMessage(form: Form): InboundMessage {
   const messageSid = single(form, "MessageSid", true)!;
@@ -437,7 +505,7 @@ export function readMessage(form: Form): InboundMessage {
     const contentType = single(form, `MediaContentType${index}`, false);
     media.push({ url, content_type: contentType ?? "application/octet-stream" });
   }
-  return {
+  const message: InboundMessage = {
     messageSid,
     sender,
     body: bodies[0] ?? "",
@@ -449,6 +517,8 @@ export function readMessage(form: Form): InboundMessage {
     params: form,
     externalUserId: single(form, "ExternalUserId", false),
   };
+  if (isWhatsapp(message)) checkSender(form, message);
+  return message;
 }
 
 // --- TwiML ---------------------------------------------------------------------------------------------
