@@ -142,7 +142,8 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
             headers["Retry-After"] = str(settings.retry_after_seconds)
             # The operator's clue (42501 for a login without the grant, 40P01 for a deadlock...);
             # the SQLSTATE only, never the database's message, which may quote the request.
-            sqlstate = getattr(error.__cause__, "sqlstate", None)
+            cause = error.__cause__
+            sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "code", None)  # psycopg, PostgREST
             if sqlstate:
                 request.state.log["sqlstate"] = sqlstate
         return PlainTextResponse(error.message, status_code=error.status, headers=headers)

@@ -563,6 +563,18 @@ function isPostgresError(error: unknown): error is { code: string; message: stri
   return error instanceof postgres.PostgresError;
 }
 
+// Connection failures as the server reports them (57P0x: shut down, starting up).
+const CONNECTION_LOST = ["57P01", "57P02", "57P03"];
+
+/**
+ * True for a failure a second call may not meet: a rolled-back transaction (class 40: a serialization
+ * failure, a deadlock) or a lost connection (any error that is not the database's answer). glue's rule.
+ */
+export function worthAnotherTry(error: unknown): boolean {
+  if (!isPostgresError(error)) return true;
+  return ["08", "40"].includes(error.code.slice(0, 2)) || CONNECTION_LOST.includes(error.code);
+}
+
 /** receive_whatsapp_message over postgres.js: one statement per call, no prepared statements. */
 export function postgresGateway(url: string, options: { poolSize?: number; timeout?: number } = {}): Gateway {
   const timeout = options.timeout ?? 5;
@@ -612,9 +624,9 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
             track(query);
             return await query;
           } catch (error) {
-            if (isPostgresError(error)) throw error;
-            // A pooled connection may have died with a restarted server; the RPC is idempotent by
-            // MessageSid, so one more try on a fresh connection is safe.
+            if (!worthAnotherTry(error)) throw error;
+            // A pooled connection may have died with a restarted server, or the database asked for
+            // the call to be run again; the RPC is idempotent by MessageSid, so one more try is safe.
             const query = call(message);
             track(query);
             return await query;
@@ -624,8 +636,8 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
         if (error instanceof DatabaseUnavailable) throw error;
         if (isPostgresError(error)) {
           if (error.code === BAD_ARGUMENT) throw new InputRejected(error.message || "bad argument");
-          // Anything else the database says (a deadlock under a race, a trigger the application
-          // added, an outage) is 503, as in glue: Twilio delivers again and the RPC makes that harmless.
+          // Anything else the database says (a second deadlock, a trigger the application added, an
+          // outage) is 503, as in glue: Twilio delivers again and the RPC makes that harmless.
           throw new DatabaseUnavailable();
         }
         throw new DatabaseUnavailable(); // connection refused, reset, timed out ...
