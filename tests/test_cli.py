@@ -176,9 +176,40 @@ def test_doctor_passes_on_a_migrated_database(
         "PUBLIC_BASE_URL": "ok",
         "database": "ok",
         "rpc": "ok",
+        "tables": "ok",
         "migrations": "ok",
     }
     assert TOKEN not in out and ":postgres@" not in out
+
+
+def test_doctor_fails_for_an_app_table_exposed_without_row_level_security(
+    db: Database, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table the app adds to public (Supabase grants it to anon) with RLS off is one FAIL line saying how to fix it."""
+    with db.connect("postgres") as conn:
+        conn.execute(
+            "create table public.orders (id bigint generated always as identity primary key,"
+            " user_id uuid not null references public.users (id) on delete cascade)"
+        )
+        conn.execute("create table public.settings_cache (key text primary key)")
+        conn.execute("revoke all on public.settings_cache from anon, authenticated")
+    clean_env.setenv("DATABASE_URL", db.url("postgres"))
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    clean_env.setenv("PUBLIC_BASE_URL", "https://relay.example.com")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    failed = [line for line in out.splitlines() if line.startswith("FAIL  ")]
+    assert len(failed) == 1, out
+    [line] = failed
+    assert line == (
+        "FAIL  tables: public.orders has row level security off and anon, authenticated may use it"
+        " (it references public.users: a merge moves its rows to the merged profile);"
+        " run 'alter table public.orders enable row level security;' and add policies,"
+        " or 'revoke all on public.orders from anon, authenticated;'"
+    )
+    with db.connect("postgres") as conn:
+        conn.execute("alter table public.orders enable row level security")
+    assert main(["doctor"]) == 0
 
 
 def test_doctor_fails_without_token_or_database(
