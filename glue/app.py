@@ -3,8 +3,9 @@
 A webhook is answered in this order, and nothing touches the database before step 3:
 1. read the body (413 over MAX_BODY_BYTES) and the form (415 if it is not a form);
 2. check X-Twilio-Signature against the URL Twilio called (403), then the AccountSid/To allow-lists (403);
-3. read the message (400 without From or MessageSid), one RPC call (400 when the database refuses the
-   phone, 503 with Retry-After when it is unreachable or late);
+3. read the message (400 without From or MessageSid; an SMS, From without whatsapp:, gets an empty 200
+   and is not stored), one RPC call (400 when the database refuses the phone, 503 with Retry-After when
+   it is unreachable or late);
 4. 200 with TwiML: the welcome reply when this MessageSid created the user, then the hook's reply
    (first delivery only).
 """
@@ -63,6 +64,8 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
     tokens = settings.auth_tokens()
     if not tokens:
         raise ValueError("TWILIO_AUTH_TOKEN is not set: every request would be refused")
+    if problem := settings.public_url_problem():
+        raise ValueError(problem)
     validators = [RequestValidator(token) for token in tokens]
     if hook is None and settings.reply_hook:
         hook = load_hook(settings.reply_hook)
@@ -86,6 +89,11 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
             raise
         message = read_message(form)
         fields["message_sid"] = message.message_sid
+        if not message.is_whatsapp:
+            # An SMS to the same number: its sender id can be spoofed on some routes, so it never
+            # stands for the WhatsApp user. Twilio gets an empty answer (no retry, no fallback call).
+            fields["reason"] = "not_whatsapp"
+            return Response(twiml([]), media_type=TWIML_TYPE)
         try:
             receipt = await gateway.receive(message)
         except InputRejected as error:
@@ -134,7 +142,8 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
             headers["Retry-After"] = str(settings.retry_after_seconds)
             # The operator's clue (42501 for a login without the grant, 40P01 for a deadlock...);
             # the SQLSTATE only, never the database's message, which may quote the request.
-            sqlstate = getattr(error.__cause__, "sqlstate", None)
+            cause = error.__cause__
+            sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "code", None)  # psycopg, PostgREST
             if sqlstate:
                 request.state.log["sqlstate"] = sqlstate
         return PlainTextResponse(error.message, status_code=error.status, headers=headers)

@@ -44,6 +44,9 @@ def serve(args: argparse.Namespace) -> int:
             continue
         os.environ[key.upper()] = str(value)  # the worker processes read the settings themselves
     settings = Settings()
+    if problem := settings.public_url_problem():
+        print(f"glue serve: {problem}", file=sys.stderr)
+        return 2
     uvicorn.run(
         "glue.app:app_from_environment",
         factory=True,
@@ -141,6 +144,7 @@ def dev(args: argparse.Namespace) -> int:
                 "twilio_auth_token": SecretStr(token),
                 "twilio_auth_token_secondary": None,
                 "public_base_url": None,
+                "trust_host_header": True,  # on this machine the URL is the one the request arrived on
                 "host": "127.0.0.1",
                 "port": port,
                 "welcome_reply": base.welcome_reply or DEV_WELCOME,

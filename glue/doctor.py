@@ -1,4 +1,4 @@
-"""`glue doctor`: configuration, database reachability, migrations and the token, one verdict per line.
+"""`glue doctor`: configuration, database reachability, migrations, exposed tables and the token, one verdict per line.
 
 Never prints a secret: tokens and keys are reported by presence and length only, URLs without password.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -68,15 +68,15 @@ def check_settings_fields(settings: Settings) -> list[Check]:
         checks.append(Check(verdict, "PUBLIC_BASE_URL", detail))
     elif settings.trust_forwarded_headers:
         checks.append(Check("ok", "PUBLIC_BASE_URL", "unset; X-Forwarded-Proto/Host are trusted"))
+    elif settings.trust_host_header:
+        detail = "unset; TRUST_HOST_HEADER=true checks signatures against the Host header (local use only)"
+        checks.append(Check("warn", "PUBLIC_BASE_URL", detail))
     else:
-        checks.append(
-            Check(
-                "warn",
-                "PUBLIC_BASE_URL",
-                "unset: signatures are checked against the URL requests arrive on; behind a proxy "
-                "set PUBLIC_BASE_URL or TRUST_FORWARDED_HEADERS=true",
-            )
+        detail = (
+            "not set: glue serve refuses to start; set it to the URL Twilio calls (without /twilio/webhook),"
+            " or TRUST_FORWARDED_HEADERS=true behind a proxy you control"
         )
+        checks.append(Check("FAIL", "PUBLIC_BASE_URL", detail))
     if settings.reply_hook:
         try:
             load_hook(settings.reply_hook)
@@ -84,6 +84,50 @@ def check_settings_fields(settings: Settings) -> list[Check]:
         except Exception as error:
             detail = f"{settings.reply_hook}: {type(error).__name__}: {error}"
             checks.append(Check("FAIL", "REPLY_HOOK", detail))
+    return checks
+
+
+# Tables in public that PostgREST serves to anon or authenticated while row level security is off: every
+# row is then anyone's to read and write with the anon key. Supabase grants new tables in public to both
+# roles by default, so an application's table is exposed unless it switches RLS on or revokes the grants.
+EXPOSED_TABLES = """
+select format('%I.%I', n.nspname, c.relname) as name,
+       array(select r.rolname::text from pg_roles as r
+             where r.rolname in ('anon', 'authenticated')
+               and (has_table_privilege(r.oid, c.oid, 'select, insert, update, delete, truncate, references, trigger')
+                    or has_any_column_privilege(r.oid, c.oid, 'select, insert, update, references'))
+             order by r.rolname) as roles,
+       exists (select 1 from pg_constraint as k
+               where k.conrelid = c.oid and k.contype = 'f' and k.confrelid = to_regclass('public.users'))
+         as references_users
+from pg_class as c
+join pg_namespace as n on n.oid = c.relnamespace
+where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relrowsecurity
+order by 1
+"""
+
+
+def check_exposed_tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[Check]:
+    """One FAIL per table in public that anon or authenticated may use with row level security off."""
+    checks: list[Check] = []
+    rows = cast(list[tuple[str, list[str], bool]], conn.execute(EXPOSED_TABLES).fetchall())
+    for name, roles, references_users in rows:
+        if not roles:
+            continue  # service role only: not served to clients
+        why = (
+            " (it references public.users: a merge moves its rows to the merged profile)"
+            if references_users
+            else ""
+        )
+        detail = (
+            f"{name} has row level security off and {', '.join(roles)} may use it{why};"
+            f" run 'alter table {name} enable row level security;' and add policies,"
+            f" or 'revoke all on {name} from anon, authenticated;'"
+        )
+        checks.append(Check("FAIL", "tables", detail))
+    if not checks:
+        detail = "every table in public that anon or authenticated may use has row level security on"
+        checks.append(Check("ok", "tables", detail))
     return checks
 
 
@@ -111,6 +155,7 @@ def check_psycopg(url: str, timeout: float) -> list[Check]:
             checks.append(Check("FAIL", "rpc", f"this login may not execute {RPC_SIGNATURE}"))
         else:
             checks.append(Check("ok", "rpc", f"{RPC_SIGNATURE} is callable"))
+        checks += check_exposed_tables(conn)
         local = _local_migrations()
         try:
             rows = conn.execute("select version from supabase_migrations.schema_migrations").fetchall()
@@ -151,6 +196,7 @@ def check_supabase(settings: Settings) -> list[Check]:
     return [
         Check("ok", "database", f"{settings.supabase_url} answers as the service role"),
         Check("ok", "rpc", f"{RPC_SIGNATURE} is callable (migrations applied)"),
+        Check("warn", "tables", "not checked through SUPABASE_URL: run glue doctor with DATABASE_URL"),
     ]
 
 

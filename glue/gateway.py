@@ -4,8 +4,11 @@ Two implementations of one small protocol, chosen by configuration:
 - `PsycopgGateway` (DATABASE_URL): a psycopg 3 async pool. No server-side prepared statements
   (`prepare_threshold=None`), so it works through Supabase's transaction pooler on port 6543.
 - `SupabaseGateway` (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY): supabase-py's rpc() via PostgREST.
-Both raise `InputRejected` for SQLSTATE 22023 (a refused phone or MessageSid) and
-`DatabaseUnavailable` when the database cannot answer within DB_TIMEOUT.
+Both follow one rule, as the Edge Function does (tests/contract/ holds all three to it):
+- SQLSTATE 22023 (a refused phone or MessageSid): `InputRejected`, which the app answers 400;
+- a transaction rolled back (class 40: a serialization failure, a deadlock) or a lost connection:
+  the call is made once more (the RPC is idempotent by MessageSid);
+- anything else, the second failure, or no answer within DB_TIMEOUT: `DatabaseUnavailable` (503).
 """
 
 from __future__ import annotations
@@ -33,6 +36,16 @@ RPC = "receive_whatsapp_message"
 RECONNECT_WINDOW = 0.5
 RPC_SIGNATURE = "public.receive_whatsapp_message(text, text, text, text, jsonb, text)"
 BAD_ARGUMENT = "22023"
+# Connection failures as the server (57P0x: shut down, starting up) or PostgREST (PGRST000/001) reports them.
+CONNECTION_LOST = {"57P01", "57P02", "57P03", "PGRST000", "PGRST001"}
+
+
+def worth_another_try(sqlstate: str | None) -> bool:
+    """True for a failure a second call may not meet: a rolled-back transaction or a lost connection.
+
+    None is a failure without a SQLSTATE: the connection broke before the server answered.
+    """
+    return sqlstate is None or sqlstate[:2] in ("08", "40") or sqlstate in CONNECTION_LOST
 
 
 @dataclass(frozen=True)
@@ -123,11 +136,13 @@ class PsycopgGateway:
     async def _attempt(self, query: str, params: Any) -> dict[str, Any]:
         try:
             return await self._fetch_one(query, params)
-        except psycopg.OperationalError:
+        except psycopg.Error as error:
             # A connection the pool handed out may have died with a restarted server, or the
-            # database asked for the call to be run again (psycopg raises serialization failures
-            # and deadlocks as OperationalError too). The RPC is idempotent by MessageSid, so one
-            # more try is safe; a second failure is a 503, and Twilio retries.
+            # database asked for the call to be run again (a serialization failure, a deadlock).
+            # The RPC is idempotent by MessageSid, so one more try is safe; a second failure is a
+            # 503, and Twilio retries.
+            if not worth_another_try(error.sqlstate):
+                raise
             return await self._fetch_one(query, params)
 
     async def _call(self, query: str, params: Any) -> dict[str, Any]:
@@ -199,6 +214,18 @@ class SupabaseGateway:
             self._http = None
         self._client = None
 
+    async def _attempt(self, arguments: dict[str, Any]) -> Any:
+        from postgrest.exceptions import APIError
+
+        try:
+            return (await self._client.rpc(RPC, arguments).execute()).data
+        except (APIError, httpx.TransportError) as error:
+            # The same one more try as PsycopgGateway's: a transport error is a lost connection.
+            code = error.code if isinstance(error, APIError) else None
+            if not worth_another_try(code):
+                raise
+            return (await self._client.rpc(RPC, arguments).execute()).data
+
     async def _rpc(self, arguments: dict[str, Any]) -> Any:
         from postgrest.exceptions import APIError
 
@@ -206,16 +233,16 @@ class SupabaseGateway:
             raise DatabaseUnavailable("gateway not open")
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._client.rpc(RPC, arguments).execute()
+                return await self._attempt(arguments)
         except APIError as error:
             if error.code == BAD_ARGUMENT:
                 raise InputRejected(error.message or "bad argument") from error
-            if (error.code or "").startswith(("08", "53", "57")) or error.code in {"PGRST000", "PGRST001"}:
-                raise DatabaseUnavailable("database unavailable") from error
-            raise
+            # Whatever else PostgREST or the database says (PostgREST turns a serialization failure
+            # into a 500 and a trigger's exception into a 400) is the database's problem, not the
+            # request's: 503 makes Twilio deliver again, as the psycopg path does. Never a 500.
+            raise DatabaseUnavailable("database unavailable") from error
         except (TimeoutError, httpx.TransportError) as error:
             raise DatabaseUnavailable("database unavailable") from error
-        return response.data
 
     async def receive(self, message: InboundMessage) -> Receipt:
         rows = await self._rpc(rpc_arguments(message))

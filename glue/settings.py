@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     twilio_auth_token_secondary: SecretStr | None = None
     public_base_url: str | None = None
     trust_forwarded_headers: bool = False
+    trust_host_header: bool = False
     twilio_account_sids: Annotated[list[str], NoDecode] = []
     twilio_to_numbers: Annotated[list[str], NoDecode] = []
 
@@ -72,6 +73,16 @@ class Settings(BaseSettings):
         if value is not None and value.count(":") != 1:
             raise ValueError("REPLY_HOOK must be 'package.module:callable'")
         return value
+
+    def public_url_problem(self) -> str | None:
+        """Why the URL signatures are checked against is not pinned by configuration, or None when it is."""
+        if self.public_base_url or self.trust_forwarded_headers or self.trust_host_header:
+            return None
+        return (
+            "PUBLIC_BASE_URL is not set: signatures would be checked against the request's Host header, so a"
+            " signature made for another deployment sharing the auth token would pass. Set PUBLIC_BASE_URL"
+            " to the URL Twilio calls (without /twilio/webhook), or TRUST_HOST_HEADER=true for local use"
+        )
 
     def auth_tokens(self) -> list[str]:
         """The tokens a signature may be made with: the primary, then the secondary during rotation."""

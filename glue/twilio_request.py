@@ -25,6 +25,15 @@ MAX_MEDIA = 20  # WhatsApp allows one attachment, MMS ten; anything above is not
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # A business-scoped user id ("US.1349..."): Twilio puts it in From when WhatsApp withheld the phone.
 BSUID_PREFIX = re.compile(r"^[A-Z]{2}\.")
+# Twilio's channel prefix: only a From that carries it is a WhatsApp sender.
+WHATSAPP = "whatsapp:"
+# The two shapes Twilio writes a WhatsApp From in (the database checks the rest: length, country code).
+PHONE_SENDER = re.compile(r"\+[0-9]+")
+# Sender fields as they appear in the signed text (name immediately followed by value, see check_sender).
+PHONE_RUNS = (re.compile(r"From(?:whatsapp:)?\+([0-9]+)"), re.compile(r"WaId\+?([0-9]+)"))
+BSUID_RUN_NAMES = ("ExternalUserId", "Fromwhatsapp:")
+PARENT_BSUID = re.compile(r"[A-Z]{2}\.[A-Z]{2,8}\.")  # ParentExternalUserId: US.ENT.…
+NOT_SENDER = "the sender fields (From, WaId, ExternalUserId) name more than one WhatsApp user"
 
 Form = ImmutableMultiDict[str, str]
 
@@ -56,9 +65,14 @@ class InboundMessage:
     external_user_id: str | None = None
 
     @property
+    def is_whatsapp(self) -> bool:
+        """True when From is a WhatsApp address; anything else (an SMS to the same number) is not stored."""
+        return self.sender.startswith(WHATSAPP)
+
+    @property
     def sender_is_bsuid(self) -> bool:
         """True when From carries a WhatsApp username's BSUID instead of a phone number."""
-        return bool(BSUID_PREFIX.match(self.sender.removeprefix("whatsapp:")))
+        return bool(BSUID_PREFIX.match(self.sender.removeprefix(WHATSAPP)))
 
     @property
     def phone(self) -> str | None:
@@ -70,7 +84,7 @@ class InboundMessage:
         """The sender's BSUID: ExternalUserId, else a BSUID in From."""
         if self.external_user_id:
             return self.external_user_id
-        return self.sender.removeprefix("whatsapp:") if self.sender_is_bsuid else None
+        return self.sender.removeprefix(WHATSAPP) if self.sender_is_bsuid else None
 
 
 def parse_form(body: bytes, content_type: str | None) -> Form:
@@ -134,6 +148,74 @@ def _single(form: Form, name: str, required: bool) -> str | None:
     return value or None
 
 
+def phone_match_key(phone: str) -> str:
+    """private.phone_match_key: one key for the forms of one E.164 number WhatsApp and Supabase Auth write differently."""
+    if re.fullmatch(r"\+55[1-9][1-9][6-9][0-9]{7}", phone):
+        return "+55" + phone[3:5] + "9" + phone[5:]  # Brazil: the ninth digit
+    if re.fullmatch(r"\+521[0-9]{10}", phone):
+        return "+52" + phone[4:]  # Mexico: the old mobile 1
+    if re.fullmatch(r"\+549[0-9]{10}", phone):
+        return "+54" + phone[4:]  # Argentina: the mobile 9
+    return phone
+
+
+def signed_text(form: Form) -> str:
+    """The parameters as Twilio signs them: each name (sorted) immediately followed by each of its values."""
+    names = sorted({name for name, _ in form.multi_items()})
+    return "".join(name + value for name in names for value in sorted(set(form.getlist(name))))
+
+
+def _same_bsuid(text: str, at: int, bsuid: str | None) -> bool:
+    # Nothing separates a value from the next name in the signed text, so the id ends where the next
+    # name (an upper-case letter) or the text does.
+    if bsuid is None:
+        return False
+    follows = text[at : at + len(bsuid) + 1]
+    return follows.startswith(bsuid) and re.fullmatch("[A-Z]?", follows[len(bsuid) :]) is not None
+
+
+def check_sender(form: Form, message: InboundMessage) -> None:
+    """BadRequest unless every sender field in the signed text names the one sender this message is stored under.
+
+    Twilio signs the URL plus every name and value joined without separators, so one signed request
+    can be re-split into another form (a longer Body swallowing forged fields, an invented parameter
+    swallowing the real ones). The real fields are still in the signed text, so they are read back
+    from it: every From and WaId written there must be the message's number (as the identity layer
+    compares numbers), every ExternalUserId and BSUID From the message's BSUID.
+    """
+    bare = message.sender.removeprefix(WHATSAPP)
+    phone = bare if PHONE_SENDER.fullmatch(bare) else None
+    if phone is None and not BSUID_PREFIX.match(bare):
+        raise BadRequest(
+            f"From '{message.sender[:40]}' is not a WhatsApp sender: Twilio writes whatsapp:+<number>"
+            " or whatsapp:<BSUID>"
+        )
+    bsuid = message.whatsapp_user_id
+    if bsuid is not None:
+        bsuid = re.sub(r"(?i)^\s*whatsapp:", "", bsuid).strip(" ")
+    if message.sender_is_bsuid and bsuid != bare:
+        raise BadRequest(NOT_SENDER)  # From and ExternalUserId name two users
+    text = signed_text(form)
+    keys = {phone_match_key("+" + digits) for run in PHONE_RUNS[:1] for digits in run.findall(text)}
+    if phone is not None:
+        keys |= {phone_match_key("+" + digits) for digits in PHONE_RUNS[1].findall(text)}
+        wa_id = (message.wa_id or "").removeprefix("+")
+        if wa_id.isascii() and wa_id.isdigit():
+            keys.add(phone_match_key("+" + wa_id))
+    if keys - ({phone_match_key(phone)} if phone else set()):
+        raise BadRequest(NOT_SENDER)
+    for name in BSUID_RUN_NAMES:
+        for match in re.finditer(re.escape(name), text):
+            at = match.end()
+            if not BSUID_PREFIX.match(text[at : at + 3]):
+                continue
+            parent = text[max(0, match.start() - 6) : match.start()] == "Parent"
+            if parent and PARENT_BSUID.match(text[at : at + 12]):
+                continue  # ParentExternalUserId: the business portfolio's id, not a user's
+            if not _same_bsuid(text, at, bsuid):
+                raise BadRequest(NOT_SENDER)
+
+
 def read_message(form: Form) -> InboundMessage:
     """The message in a signed form, or BadRequest when it lacks what a message needs."""
     message_sid = _single(form, "MessageSid", required=True)
@@ -153,7 +235,7 @@ def read_message(form: Form) -> InboundMessage:
         content_type = _single(form, f"MediaContentType{index}", required=False)
         assert media_url is not None
         media.append(Media(media_url, content_type or "application/octet-stream"))
-    return InboundMessage(
+    message = InboundMessage(
         message_sid=message_sid,
         sender=sender,
         body=body_values[0] if body_values else "",
@@ -165,6 +247,9 @@ def read_message(form: Form) -> InboundMessage:
         params={key: value for key, value in form.multi_items()},
         external_user_id=_single(form, "ExternalUserId", required=False),
     )
+    if message.is_whatsapp:
+        check_sender(form, message)
+    return message
 
 
 EMPTY_TWIML = str(MessagingResponse())  # the common answer, built once

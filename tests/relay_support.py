@@ -87,6 +87,7 @@ def make_settings(**overrides: Any) -> Settings:
         "welcome_reply": WELCOME,
         "db_timeout": 3.0,
         "retry_after_seconds": 7,
+        "trust_host_header": True,  # requests are signed for the loopback URL the relay listens on
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -32,6 +32,8 @@ RELAY_VARIABLES = (
     "TWILIO_AUTH_TOKEN",
     "TWILIO_AUTH_TOKEN_SECONDARY",
     "PUBLIC_BASE_URL",
+    "TRUST_HOST_HEADER",
+    "TRUST_FORWARDED_HEADERS",
     "WELCOME_REPLY",
     "REPLY_HOOK",
     "HOST",
@@ -175,9 +177,40 @@ def test_doctor_passes_on_a_migrated_database(
         "PUBLIC_BASE_URL": "ok",
         "database": "ok",
         "rpc": "ok",
+        "tables": "ok",
         "migrations": "ok",
     }
     assert TOKEN not in out and ":postgres@" not in out
+
+
+def test_doctor_fails_for_an_app_table_exposed_without_row_level_security(
+    db: Database, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table the app adds to public (Supabase grants it to anon) with RLS off is one FAIL line saying how to fix it."""
+    with db.connect("postgres") as conn:
+        conn.execute(
+            "create table public.orders (id bigint generated always as identity primary key,"
+            " user_id uuid not null references public.users (id) on delete cascade)"
+        )
+        conn.execute("create table public.settings_cache (key text primary key)")
+        conn.execute("revoke all on public.settings_cache from anon, authenticated")
+    clean_env.setenv("DATABASE_URL", db.url("postgres"))
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    clean_env.setenv("PUBLIC_BASE_URL", "https://relay.example.com")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    failed = [line for line in out.splitlines() if line.startswith("FAIL  ")]
+    assert len(failed) == 1, out
+    [line] = failed
+    assert line == (
+        "FAIL  tables: public.orders has row level security off and anon, authenticated may use it"
+        " (it references public.users: a merge moves its rows to the merged profile);"
+        " run 'alter table public.orders enable row level security;' and add policies,"
+        " or 'revoke all on public.orders from anon, authenticated;'"
+    )
+    with db.connect("postgres") as conn:
+        conn.execute("alter table public.orders enable row level security")
+    assert main(["doctor"]) == 0
 
 
 def test_doctor_fails_without_token_or_database(
@@ -187,6 +220,7 @@ def test_doctor_fails_without_token_or_database(
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  TWILIO_AUTH_TOKEN: not set" in out
+    assert "FAIL  PUBLIC_BASE_URL: not set: glue serve refuses to start" in out
     assert "FAIL  database: set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY" in out
 
 
@@ -220,7 +254,12 @@ def test_doctor_reports_an_unreachable_database_without_its_password(
 def test_serve_runs_the_relay_from_environment_variables(db: Database, tmp_path: Path) -> None:
     """`glue serve --port P` reads its settings from the environment, answers webhooks, and logs JSON lines."""
     port = free_port()
-    env = child_env(DATABASE_URL=db.url("postgres"), TWILIO_AUTH_TOKEN=TOKEN, WELCOME_REPLY=WELCOME)
+    env = child_env(
+        DATABASE_URL=db.url("postgres"),
+        TWILIO_AUTH_TOKEN=TOKEN,
+        WELCOME_REPLY=WELCOME,
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+    )
     process = subprocess.Popen(
         [GLUE, "serve", "--port", str(port)],
         cwd=tmp_path,
@@ -253,6 +292,22 @@ def test_serve_runs_the_relay_from_environment_variables(db: Database, tmp_path:
     finally:
         stop(process, lines)
     assert count(db, "whatsapp_messages") == 1
+
+
+def test_serve_refuses_to_start_without_a_public_url(db: Database, tmp_path: Path) -> None:
+    """Without PUBLIC_BASE_URL (or an explicit TRUST_HOST_HEADER=true) `glue serve` exits 2 and says what to set."""
+    env = child_env(DATABASE_URL=db.url("postgres"), TWILIO_AUTH_TOKEN=TOKEN)
+    result = subprocess.run(
+        [GLUE, "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Set PUBLIC_BASE_URL" in result.stderr and "TRUST_HOST_HEADER=true" in result.stderr
 
 
 def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command(

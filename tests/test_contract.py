@@ -1,5 +1,7 @@
 """The relay contract, as data: every case in tests/contract/cases/ against glue's relay, served by a real
-uvicorn on a loopback port with a fresh real database per case.
+uvicorn on a loopback port with a fresh real database per case, once through each of its ways to the
+database: psycopg (DATABASE_URL) and supabase-py's rpc() (SUPABASE_URL; a stand-in answers for PostgREST,
+tests/postgrest_standin.py).
 
 tests/test_edge_function.py runs the very same cases against the Edge Function's handler with `deno test`
 (supabase/functions/whatsapp-webhook/contract.test.ts), so the two relays cannot drift apart.
@@ -18,13 +20,14 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from actors import Database
+from postgrest_standin import postgrest_app
 from relay_support import RelayServer
 from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 
 from glue.app import create_app
 from glue.devdb.server import free_port
-from glue.gateway import PsycopgGateway
+from glue.gateway import Gateway, PsycopgGateway, SupabaseGateway
 from glue.settings import WEBHOOK_PATH, Settings
 
 CONTRACT = Path(__file__).resolve().parent / "contract"
@@ -36,6 +39,7 @@ ORDER = {
     "whatsapp_messages": "received_at, message_sid",
     "whatsapp_number_reassignments": "created_at, phone_number",
 }
+GATEWAYS = ["psycopg", "supabase"]
 
 Pairs = list[tuple[str, str]]
 
@@ -128,24 +132,36 @@ def stored(db: Database, expected: dict[str, list[dict[str, Any]]]) -> dict[str,
 
 
 @contextlib.contextmanager
-def glue_relay(case: dict[str, Any], db: Database) -> Iterator[RelayServer]:
+def glue_relay(case: dict[str, Any], db: Database, kind: str) -> Iterator[RelayServer]:
     """glue's relay configured as the case says, with PUBLIC_BASE_URL making PUBLIC_URL the signed URL."""
     assert PUBLIC_URL.endswith(WEBHOOK_PATH)
     env = {**SETTINGS["env"], **case.get("env", {}), "PUBLIC_BASE_URL": PUBLIC_URL.removesuffix(WEBHOOK_PATH)}
     settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg]
-    url = db.url("postgres")
-    if case.get("database") == "unreachable":
-        url = f"postgresql://postgres:postgres@127.0.0.1:{free_port()}/postgres"
-    gateway = PsycopgGateway(url, pool_size=4, timeout=settings.db_timeout)
-    with RelayServer(create_app(settings, gateway)) as server:
-        yield server
+    with db.connect("postgres") as conn:
+        for statement in case.get("setup_sql", []):
+            conn.execute(statement)
+    unreachable = f"127.0.0.1:{free_port()}"
+    with contextlib.ExitStack() as stack:
+        gateway: Gateway
+        if kind == "psycopg":
+            url = db.url("postgres")
+            if case.get("database") == "unreachable":
+                url = f"postgresql://postgres:postgres@{unreachable}/postgres"
+            gateway = PsycopgGateway(url, pool_size=4, timeout=settings.db_timeout)
+        else:
+            base = f"http://{unreachable}"
+            if case.get("database") != "unreachable":
+                base = stack.enter_context(RelayServer(postgrest_app(db.url("authenticator")))).base
+            gateway = SupabaseGateway(base, "service-role-key", timeout=settings.db_timeout)
+        yield stack.enter_context(RelayServer(create_app(settings, gateway)))
 
 
+@pytest.mark.parametrize("kind", GATEWAYS)
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_glue_relay_keeps_the_contract(path: Path, db: Database) -> None:
-    """glue's relay answers each request of the case as expected and leaves exactly the expected rows."""
+def test_glue_relay_keeps_the_contract(path: Path, kind: str, db: Database) -> None:
+    """glue's relay, through either way to the database, answers each request as expected and leaves exactly the expected rows."""
     case = load(path)
-    with glue_relay(case, db) as relay, httpx.Client(timeout=30) as client:
+    with glue_relay(case, db, kind) as relay, httpx.Client(timeout=30) as client:
         for index, request in enumerate(case["requests"]):
             where = f"{path.stem}, request {index}"
             if request.get("lock_messages_table"):

@@ -126,15 +126,20 @@ def test_no_welcome_and_no_hook_answers_an_empty_response(db: Database, client: 
     assert count(db, "whatsapp_messages") == 1
 
 
-def test_plain_sms_sender_without_whatsapp_prefix_is_stored(
-    relay: RelayServer, client: httpx.Client, db: Database
+def test_plain_sms_sender_is_answered_and_never_stored(
+    relay: RelayServer, client: httpx.Client, db: Database, hook: HookRecorder
 ) -> None:
-    """A From without the whatsapp: prefix (the number also takes SMS) is stored under the same E.164 phone."""
-    params = inbound_params(PHONE, "sms")
-    params["From"] = PHONE
-    assert post(client, relay.url, params).status_code == 200
+    """An SMS to the same number (From without whatsapp:) gets an empty TwiML 200 and touches no profile."""
+    assert post(client, relay.url, inbound_params(PHONE, "whatsapp first")).status_code == 200
+    sms = inbound_params(PHONE, "sms")
+    sms["From"], sms["To"] = PHONE, "+14155238886"
+    del sms["WaId"]
+    response = post(client, relay.url, sms)
+    assert (response.status_code, response.text) == (200, EMPTY_TWIML)
     with db.connect("postgres") as conn:
-        assert conn.execute("select phone_number from public.users").fetchall() == [{"phone_number": PHONE}]
+        bodies = conn.execute("select body from public.whatsapp_messages").fetchall()
+    assert bodies == [{"body": "whatsapp first"}]
+    assert len(hook.calls) == 1
 
 
 # --- signatures ----------------------------------------------------------------------------------
@@ -325,6 +330,10 @@ def _set(name: str, value: str) -> Callable[[dict[str, str]], None]:
         (_set("MessageSid", "  "), "MessageSid is required"),
         (_set("NumMedia", "two"), "NumMedia is not a small whole number"),
         (_set("NumMedia", "1"), "MediaUrl0 is required"),
+        (
+            _set("From", "whatsapp:hello"),
+            "From 'whatsapp:hello' is not a WhatsApp sender: Twilio writes whatsapp:+<number> or whatsapp:<BSUID>",
+        ),
     ],
     ids=[
         "no From",
@@ -333,6 +342,7 @@ def _set(name: str, value: str) -> Callable[[dict[str, str]], None]:
         "blank MessageSid",
         "NumMedia not a number",
         "NumMedia without MediaUrl0",
+        "From in a shape Twilio never writes",
     ],
 )
 def test_malformed_form_is_400_and_stores_nothing(
@@ -354,17 +364,17 @@ def test_malformed_form_is_400_and_stores_nothing(
 @pytest.mark.parametrize(
     ("field", "value", "named"),
     [
-        ("From", "whatsapp:hello", "phone"),
+        ("From", "whatsapp:+0123456789", "phone"),
         ("From", "whatsapp:+1", "phone"),
         ("MessageSid", "SM-not-a-sid!", "message_sid"),
     ],
-    ids=["From is not a phone", "From too short", "MessageSid has bad characters"],
+    ids=["From without a country code", "From too short", "MessageSid has bad characters"],
 )
 def test_a_value_the_database_refuses_is_400_naming_the_field(
     relay: RelayServer, client: httpx.Client, db: Database, field: str, value: str, named: str
 ) -> None:
     """SQLSTATE 22023 from the RPC becomes 400 with the database's message, which names the field."""
-    params = inbound_params(PHONE, "hi")
+    params = inbound_params(value if field == "From" else PHONE, "hi")
     params[field] = value
     response = post(client, relay.url, params)
     assert response.status_code == 400

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -13,7 +17,15 @@ from twilio.request_validator import RequestValidator
 
 from glue.errors import BadRequest, Forbidden
 from glue.settings import Settings
-from glue.twilio_request import check_allowed, check_signature, parse_form, public_url, read_message
+from glue.twilio_request import (
+    check_allowed,
+    check_signature,
+    parse_form,
+    phone_match_key,
+    public_url,
+    read_message,
+    signed_text,
+)
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 URL_ = "https://relay.example.com/twilio/webhook?tenant=a%20b"
@@ -130,3 +142,48 @@ def test_settings_read_lists_and_blank_values_from_the_environment(monkeypatch: 
     assert settings.public_base_url == "https://wa.example.com"
     assert settings.gateway_kind() == "psycopg"
     assert TOKEN not in repr(settings) and ":p@" not in repr(settings)
+
+
+def test_the_relay_refuses_to_start_without_a_public_url_unless_told_to_trust_the_host() -> None:
+    """Without PUBLIC_BASE_URL the signed URL would come from the Host header: create_app refuses unless TRUST_HOST_HEADER."""
+    from glue.app import create_app
+    from glue.gateway import PsycopgGateway
+
+    gateway = PsycopgGateway("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(ValueError, match=r"Set PUBLIC_BASE_URL .* or TRUST_HOST_HEADER=true"):
+        create_app(Settings(_env_file=None, twilio_auth_token=TOKEN), gateway)  # type: ignore[call-arg]
+    for trusted in (
+        {"trust_host_header": True},
+        {"trust_forwarded_headers": True},
+        {"public_base_url": "https://x.example"},
+    ):
+        create_app(Settings(_env_file=None, twilio_auth_token=TOKEN, **trusted), gateway)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "+14155550123",
+        "+551187654321",
+        "+5511987654321",
+        "+551123456789",
+        "+5211234567890",
+        "+521123456789",
+        "+5491123456789",
+        "+541123456789",
+        "+447400123456",
+    ],
+)
+def test_the_relays_match_key_is_the_identity_layers(sql: Any, phone: str) -> None:
+    """glue's phone_match_key gives what private.phone_match_key gives, so From and WaId compare as the database does."""
+    row = sql.execute("select private.phone_match_key(%s) as key", (phone,)).fetchone()
+    assert phone_match_key(phone) == row["key"]
+
+
+def test_signed_text_is_what_the_signature_covers() -> None:
+    """HMAC-SHA1 over the URL plus signed_text(form) is the signature the twilio library computes for the form."""
+    form = ImmutableMultiDict(
+        [("To", "x"), ("Body", "b"), ("Digits", "5678"), ("Digits", "1234"), ("Body", "b")]
+    )
+    mac = hmac.new(TOKEN.encode(), (URL_ + signed_text(form)).encode(), hashlib.sha1).digest()
+    assert base64.b64encode(mac).decode() == RequestValidator(TOKEN).compute_signature(URL_, form)

@@ -142,6 +142,7 @@ for (const name of CASES) {
     }, { log: (line) => lines.push(line) });
     const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
     try {
+      for (const statement of (contract.setup_sql ?? []) as string[]) await sql.unsafe(statement);
       for (const [index, request] of (contract.requests as Json[]).entries()) {
         const where = `${name}, request ${index}`;
         let response: Response;

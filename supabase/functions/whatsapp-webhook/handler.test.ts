@@ -59,7 +59,7 @@ Deno.test("the public URL: FUNCTION_URL, else PUBLIC_BASE_URL + path, else SUPAB
         settings({ PUBLIC_BASE_URL: "https://y.example/", SUPABASE_URL: "https://ref.supabase.co" }),
       ),
       publicUrl(seen, settings({ SUPABASE_URL: "https://ref.supabase.co" })),
-      publicUrl(seen, settings({})),
+      publicUrl(seen, settings({ TRUST_HOST_HEADER: "true" })),
     ],
     [
       "https://x.example/hook?a=1",
@@ -72,10 +72,23 @@ Deno.test("the public URL: FUNCTION_URL, else PUBLIC_BASE_URL + path, else SUPAB
 
 Deno.test("settings: no token, no database, or a malformed number refuse to start", () => {
   assert.throws(() => createRelay({ SUPABASE_DB_URL: "postgresql://x" }), /TWILIO_AUTH_TOKEN is not set/);
-  assert.throws(() => createRelay({ TWILIO_AUTH_TOKEN: TOKEN }), /SUPABASE_DB_URL/);
+  assert.throws(() => createRelay({ TWILIO_AUTH_TOKEN: TOKEN, FUNCTION_URL: URL_ }), /SUPABASE_DB_URL/);
   assert.throws(() => readSettings({ TWILIO_AUTH_TOKEN: TOKEN, MAX_BODY_BYTES: "lots" }), /MAX_BODY_BYTES/);
   assert.throws(() => readSettings({ TWILIO_AUTH_TOKEN: TOKEN, MAX_BODY_BYTES: "100" }), /MAX_BODY_BYTES/);
   assert.throws(() => readSettings({ TWILIO_AUTH_TOKEN: TOKEN, FUNCTION_URL: "ftp://x" }), /FUNCTION_URL/);
+});
+
+Deno.test("settings: without a public URL the function refuses to start unless told to trust the Host", () => {
+  // The URL the request arrived on would let a signature made for another deployment sharing the token pass.
+  assert.throws(
+    () => readSettings({ TWILIO_AUTH_TOKEN: TOKEN }),
+    /set FUNCTION_URL, PUBLIC_BASE_URL or SUPABASE_URL, or TRUST_HOST_HEADER=true/,
+  );
+  assert.throws(
+    () => readSettings({ TWILIO_AUTH_TOKEN: TOKEN, TRUST_HOST_HEADER: "maybe" }),
+    /TRUST_HOST_HEADER must be true or false/,
+  );
+  assert.equal(readSettings({ TWILIO_AUTH_TOKEN: TOKEN, TRUST_HOST_HEADER: "true" }).trustHostHeader, true);
 });
 
 Deno.test("TwiML escapes &, < and > and drops characters XML cannot carry", () => {

@@ -6,7 +6,8 @@
  * 1. read the body (413 over MAX_BODY_BYTES) and the form (415 if it is not a form, 400 if not UTF-8);
  * 2. check X-Twilio-Signature against the function's public URL (403), then the AccountSid/To
  *    allow-lists (403);
- * 3. read the message (400 without From or MessageSid), one call of public.receive_whatsapp_message
+ * 3. read the message (400 without From or MessageSid; an SMS, From without whatsapp:, gets an empty 200
+ *    and is not stored), one call of public.receive_whatsapp_message
  *    (400 when the database refuses an argument, 503 with Retry-After when it is unreachable or late);
  * 4. 200 with TwiML: the welcome reply when this MessageSid created the user, then the hook's reply
  *    (first delivery only).
@@ -53,9 +54,16 @@ export interface InboundMessage {
 
 // A business-scoped user id ("US.1349..."): Twilio puts it in From when WhatsApp withheld the phone.
 const BSUID_PREFIX = /^[A-Z]{2}\./;
+// Twilio's channel prefix: only a From that carries it is a WhatsApp sender.
+const WHATSAPP = "whatsapp:";
 
 function bareSender(message: InboundMessage): string {
-  return message.sender.startsWith("whatsapp:") ? message.sender.slice("whatsapp:".length) : message.sender;
+  return message.sender.startsWith(WHATSAPP) ? message.sender.slice(WHATSAPP.length) : message.sender;
+}
+
+/** True when From is a WhatsApp address; anything else (an SMS to the same number) is not stored. */
+export function isWhatsapp(message: InboundMessage): boolean {
+  return message.sender.startsWith(WHATSAPP);
 }
 
 /** The sender's number as Twilio wrote it (the database normalises it), or null for a BSUID sender. */
@@ -100,6 +108,8 @@ export interface Settings {
   functionUrl: string | null;
   publicBaseUrl: string | null;
   supabaseUrl: string | null;
+  /** Local use only: check signatures against the URL the request arrived on. */
+  trustHostHeader: boolean;
   accountSids: string[];
   toNumbers: string[];
   welcomeReply: string | null;
@@ -155,6 +165,20 @@ function number(env: Env, name: string, fallback: number, min: number, integer: 
   return value;
 }
 
+// The values pydantic reads as a boolean, so one environment means the same to both relays.
+const TRUE = ["1", "true", "t", "yes", "y", "on"];
+const FALSE = ["0", "false", "f", "no", "n", "off"];
+
+function flag(env: Env, name: string): boolean {
+  const raw = optional(env, name);
+  if (raw === null) return false;
+  const value = raw.trim().toLowerCase();
+  if (!TRUE.includes(value) && !FALSE.includes(value)) {
+    throw new Error(`${name} must be true or false, not ${raw}`);
+  }
+  return TRUE.includes(value);
+}
+
 function baseUrl(env: Env, name: string): string | null {
   const value = optional(env, name);
   if (value === null) return null;
@@ -171,11 +195,12 @@ export function readSettings(env: Env): Settings {
   if (authTokens.length === 0) {
     throw new Error("TWILIO_AUTH_TOKEN is not set: every request would be refused");
   }
-  return {
+  const settings: Settings = {
     authTokens,
     functionUrl: baseUrl(env, "FUNCTION_URL"),
     publicBaseUrl: baseUrl(env, "PUBLIC_BASE_URL"),
     supabaseUrl: baseUrl(env, "SUPABASE_URL"),
+    trustHostHeader: flag(env, "TRUST_HOST_HEADER"),
     accountSids: list(env, "TWILIO_ACCOUNT_SIDS"),
     toNumbers: list(env, "TWILIO_TO_NUMBERS"),
     welcomeReply: optional(env, "WELCOME_REPLY"),
@@ -186,6 +211,15 @@ export function readSettings(env: Env): Settings {
     dbPoolSize: number(env, "DB_POOL_SIZE", 5, 1, true),
     databaseUrl: optional(env, "DATABASE_URL") ?? optional(env, "SUPABASE_DB_URL"),
   };
+  const { functionUrl, publicBaseUrl, supabaseUrl, trustHostHeader } = settings;
+  if (functionUrl === null && publicBaseUrl === null && supabaseUrl === null && !trustHostHeader) {
+    // The URL the request arrived on would let a signature made for another deployment sharing the
+    // token pass here; on Supabase the platform always sets SUPABASE_URL.
+    throw new Error(
+      "no public URL: set FUNCTION_URL, PUBLIC_BASE_URL or SUPABASE_URL, or TRUST_HOST_HEADER=true for local use",
+    );
+  }
+  return settings;
 }
 
 // --- the body and the form -----------------------------------------------------------------------
@@ -267,7 +301,10 @@ const last = (form: Form, name: string) => values(form, name).at(-1) ?? null;
 
 // --- the signature ---------------------------------------------------------------------------------
 
-/** The URL Twilio called: FUNCTION_URL, else PUBLIC_BASE_URL + path, else SUPABASE_URL's functions URL. */
+/**
+ * The URL Twilio called: FUNCTION_URL, else PUBLIC_BASE_URL + path, else SUPABASE_URL's functions URL, else
+ * (TRUST_HOST_HEADER=true only) the URL the request arrived on.
+ */
 export function publicUrl(requestUrl: string, settings: Settings): string {
   const url = new URL(requestUrl);
   if (settings.functionUrl) return settings.functionUrl + url.search;
@@ -383,6 +420,74 @@ function single(form: Form, name: string, required: boolean): string | null {
   return value || null;
 }
 
+// The two shapes Twilio writes a WhatsApp From in (the database checks the rest: length, country code).
+const PHONE_SENDER = /^\+[0-9]+$/;
+// Sender fields as they appear in the signed text (name immediately followed by value, see checkSender).
+const FROM_PHONE_RUN = /From(?:whatsapp:)?\+([0-9]+)/g;
+const WA_ID_RUN = /WaId\+?([0-9]+)/g;
+const BSUID_RUN_NAMES = ["ExternalUserId", "Fromwhatsapp:"];
+const PARENT_BSUID = /^[A-Z]{2}\.[A-Z]{2,8}\./; // ParentExternalUserId: US.ENT.…
+const NOT_SENDER = "the sender fields (From, WaId, ExternalUserId) name more than one WhatsApp user";
+
+/** private.phone_match_key: one key for the forms of one E.164 number WhatsApp and Supabase Auth write differently. */
+export function phoneMatchKey(phone: string): string {
+  if (/^\+55[1-9][1-9][6-9][0-9]{7}$/.test(phone)) return "+55" + phone.slice(3, 5) + "9" + phone.slice(5);
+  if (/^\+521[0-9]{10}$/.test(phone)) return "+52" + phone.slice(4); // Mexico: the old mobile 1
+  if (/^\+549[0-9]{10}$/.test(phone)) return "+54" + phone.slice(4); // Argentina: the mobile 9
+  return phone;
+}
+
+function sameBsuid(text: string, at: number, bsuid: string | null): boolean {
+  // Nothing separates a value from the next name in the signed text, so the id ends where the next
+  // name (an upper-case letter) or the text does.
+  if (bsuid === null) return false;
+  const follows = text.slice(at, at + bsuid.length + 1);
+  return follows.startsWith(bsuid) && /^[A-Z]?$/.test(follows.slice(bsuid.length));
+}
+
+/**
+ * Throws 400 unless every sender field in the signed text names the one sender this message is stored under.
+ *
+ * Twilio signs the URL plus every name and value joined without separators, so one signed request can be
+ * re-split into another form (a longer Body swallowing forged fields, an invented parameter swallowing the
+ * real ones). The real fields are still in the signed text, so they are read back from it: every From and
+ * WaId written there must be the message's number (as the identity layer compares numbers), every
+ * ExternalUserId and BSUID From the message's BSUID.
+ */
+export function checkSender(form: Form, message: InboundMessage): void {
+  const bare = bareSender(message);
+  const phone = PHONE_SENDER.test(bare) ? bare : null;
+  if (phone === null && !BSUID_PREFIX.test(bare)) {
+    throw badRequest(
+      `From '${
+        Array.from(message.sender).slice(0, 40).join("")
+      }' is not a WhatsApp sender: Twilio writes whatsapp:+<number> or whatsapp:<BSUID>`,
+    );
+  }
+  let bsuid = whatsappUserId(message);
+  if (bsuid !== null) bsuid = bsuid.replace(/^\s*whatsapp:/i, "").replace(/^ +| +$/g, "");
+  if (phone === null && bsuid !== bare) throw badRequest(NOT_SENDER); // From and ExternalUserId: two users
+  const text = signedText("", form);
+  const digits = [...text.matchAll(FROM_PHONE_RUN)].map((run) => run[1]);
+  if (phone !== null) {
+    digits.push(...[...text.matchAll(WA_ID_RUN)].map((run) => run[1]));
+    const waId = (message.waId ?? "").replace(/^\+/, "");
+    if (/^[0-9]+$/.test(waId)) digits.push(waId);
+  }
+  const expected = phone === null ? null : phoneMatchKey(phone);
+  if (digits.some((run) => phoneMatchKey("+" + run) !== expected)) throw badRequest(NOT_SENDER);
+  for (const name of BSUID_RUN_NAMES) {
+    for (let start = text.indexOf(name); start >= 0; start = text.indexOf(name, start + 1)) {
+      const at = start + name.length;
+      if (!BSUID_PREFIX.test(text.slice(at, at + 3))) continue;
+      if (text.slice(0, start).endsWith("Parent") && PARENT_BSUID.test(text.slice(at, at + 12))) {
+        continue; // ParentExternalUserId: the business portfolio's id, not a user's
+      }
+      if (!sameBsuid(text, at, bsuid)) throw badRequest(NOT_SENDER);
+    }
+  }
+}
+
 /** The message in a signed form, or 400 when it lacks what a message needs. */
 export function readMessage(form: Form): InboundMessage {
   const messageSid = single(form, "MessageSid", true)!;
@@ -400,7 +505,7 @@ export function readMessage(form: Form): InboundMessage {
     const contentType = single(form, `MediaContentType${index}`, false);
     media.push({ url, content_type: contentType ?? "application/octet-stream" });
   }
-  return {
+  const message: InboundMessage = {
     messageSid,
     sender,
     body: bodies[0] ?? "",
@@ -412,6 +517,8 @@ export function readMessage(form: Form): InboundMessage {
     params: form,
     externalUserId: single(form, "ExternalUserId", false),
   };
+  if (isWhatsapp(message)) checkSender(form, message);
+  return message;
 }
 
 // --- TwiML ---------------------------------------------------------------------------------------------
@@ -454,6 +561,18 @@ export function rpcArguments(message: InboundMessage) {
 
 function isPostgresError(error: unknown): error is { code: string; message: string } {
   return error instanceof postgres.PostgresError;
+}
+
+// Connection failures as the server reports them (57P0x: shut down, starting up).
+const CONNECTION_LOST = ["57P01", "57P02", "57P03"];
+
+/**
+ * True for a failure a second call may not meet: a rolled-back transaction (class 40: a serialization
+ * failure, a deadlock) or a lost connection (any error that is not the database's answer). glue's rule.
+ */
+export function worthAnotherTry(error: unknown): boolean {
+  if (!isPostgresError(error)) return true;
+  return ["08", "40"].includes(error.code.slice(0, 2)) || CONNECTION_LOST.includes(error.code);
 }
 
 /** receive_whatsapp_message over postgres.js: one statement per call, no prepared statements. */
@@ -505,9 +624,9 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
             track(query);
             return await query;
           } catch (error) {
-            if (isPostgresError(error)) throw error;
-            // A pooled connection may have died with a restarted server; the RPC is idempotent by
-            // MessageSid, so one more try on a fresh connection is safe.
+            if (!worthAnotherTry(error)) throw error;
+            // A pooled connection may have died with a restarted server, or the database asked for
+            // the call to be run again; the RPC is idempotent by MessageSid, so one more try is safe.
             const query = call(message);
             track(query);
             return await query;
@@ -517,8 +636,8 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
         if (error instanceof DatabaseUnavailable) throw error;
         if (isPostgresError(error)) {
           if (error.code === BAD_ARGUMENT) throw new InputRejected(error.message || "bad argument");
-          // Anything else the database says (a deadlock under a race, a trigger the application
-          // added, an outage) is 503, as in glue: Twilio delivers again and the RPC makes that harmless.
+          // Anything else the database says (a second deadlock, a trigger the application added, an
+          // outage) is 503, as in glue: Twilio delivers again and the RPC makes that harmless.
           throw new DatabaseUnavailable();
         }
         throw new DatabaseUnavailable(); // connection refused, reset, timed out ...
@@ -606,6 +725,12 @@ export function createRelay(env: Env, options: RelayOptions = {}): Relay {
     }
     const message = readMessage(form);
     fields.message_sid = message.messageSid;
+    if (!isWhatsapp(message)) {
+      // An SMS to the same number: its sender id can be spoofed on some routes, so it never stands
+      // for the WhatsApp user. Twilio gets an empty answer (no retry, no fallback call).
+      fields.reason = "not_whatsapp";
+      return new Response(twiml([]), { status: 200, headers: { "content-type": TWIML_TYPE } });
+    }
     let receipt: Receipt;
     try {
       receipt = await db.receive(message);
