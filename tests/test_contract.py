@@ -1,7 +1,7 @@
 """The relay contract, as data: every case in tests/contract/cases/ against glue's relay, served by a real
 uvicorn on a loopback port with a fresh real database per case, once through each of its ways to the
-database: psycopg (DATABASE_URL) and supabase-py's rpc() (SUPABASE_URL; a stand-in answers for PostgREST,
-tests/postgrest_standin.py).
+database: psycopg (DATABASE_URL) and supabase-py's rpc() (SUPABASE_URL; glue dev's local API,
+glue/devdb/api.py, answers for PostgREST).
 
 tests/test_edge_function.py runs the very same cases against the Edge Function's handler with `deno test`
 (supabase/functions/whatsapp-webhook/contract.test.ts), so the two relays cannot drift apart.
@@ -20,12 +20,13 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from actors import Database
-from postgrest_standin import postgrest_app
 from relay_support import RelayServer
 from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 
 from glue.app import create_app
+from glue.devdb.api import create_api
+from glue.devdb.auth import LOCAL_JWT_SECRET, api_key
 from glue.devdb.server import free_port
 from glue.gateway import Gateway, PsycopgGateway, SupabaseGateway
 from glue.settings import WEBHOOK_PATH, Settings
@@ -40,6 +41,7 @@ ORDER = {
     "whatsapp_number_reassignments": "created_at, phone_number",
 }
 GATEWAYS = ["psycopg", "supabase"]
+SERVICE_KEY = api_key("service_role")
 
 Pairs = list[tuple[str, str]]
 
@@ -151,8 +153,11 @@ def glue_relay(case: dict[str, Any], db: Database, kind: str) -> Iterator[RelayS
         else:
             base = f"http://{unreachable}"
             if case.get("database") != "unreachable":
-                base = stack.enter_context(RelayServer(postgrest_app(db.url("authenticator")))).base
-            gateway = SupabaseGateway(base, "service-role-key", timeout=settings.db_timeout)
+                api = create_api(
+                    db.url("authenticator"), "http://127.0.0.1:9", LOCAL_JWT_SECRET, {SERVICE_KEY}
+                )
+                base = stack.enter_context(RelayServer(api)).base
+            gateway = SupabaseGateway(base, SERVICE_KEY, timeout=settings.db_timeout)
         yield stack.enter_context(RelayServer(create_app(settings, gateway)))
 
 

@@ -25,7 +25,7 @@ import jwt
 import psycopg
 import uvicorn
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,22 +46,48 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status)
 
 
+# PostgREST's table of SQLSTATEs (or their class) to HTTP statuses, most specific first
+# (PostgREST's documentation, "Errors"); anything it does not list is 400.
+STATUSES = [
+    ("08", 503),
+    ("09", 500),
+    ("0L", 403),
+    ("0P", 403),
+    ("23503", 409),
+    ("23505", 409),
+    ("25006", 405),
+    ("25", 500),
+    ("28", 403),
+    ("2D", 500),
+    ("38", 500),
+    ("39", 500),
+    ("3B", 500),
+    ("40", 500),
+    ("53400", 500),
+    ("53", 503),
+    ("54", 500),
+    ("55", 500),
+    ("57", 500),
+    ("58", 500),
+    ("F0", 500),
+    ("HV", 500),
+    ("P0001", 400),
+    ("P0", 500),
+    ("XX", 500),
+    ("42883", 404),
+    ("42P01", 404),
+]
+
+
 def status_for(sqlstate: str, role: str) -> int:
-    """PostgREST's mapping of a SQLSTATE to an HTTP status."""
+    """The HTTP status PostgREST answers a database error with."""
     if sqlstate.startswith("PT") and sqlstate[2:].isdigit():
         return int(sqlstate[2:])
     if sqlstate == "42501":
         return 401 if role == "anon" else 403
-    if sqlstate in ("23505", "23503"):
-        return 409
-    if sqlstate in ("42883", "42P01"):
-        return 404
-    if sqlstate.startswith(("08", "53")):
-        return 503
-    if sqlstate == "P0001":
-        return 400
-    if sqlstate.startswith("P0"):
-        return 500
+    for prefix, status in STATUSES:
+        if sqlstate.startswith(prefix):
+            return status
     return 400
 
 
@@ -86,7 +112,7 @@ def claims_of(request: Request, secret: str, keys: set[str]) -> dict[str, Any]:
 
 def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) -> Starlette:
     """The app: `database_url` connects as authenticator, `auth_url` is the Auth server."""
-    pool = AsyncConnectionPool(database_url, min_size=1, max_size=5, open=False)
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=5, open=False, timeout=5)
     http = httpx.AsyncClient(base_url=auth_url, timeout=30)
 
     async def in_request(
@@ -94,11 +120,31 @@ def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) ->
     ) -> Any:
         claims = claims_of(request, secret, keys)
         role = str(claims["role"])
+        try:
+            return await run(claims, role, request.method, statement, params)
+        except (psycopg.OperationalError, PoolTimeout) as failure:
+            if isinstance(failure, psycopg.Error) and failure.sqlstate:
+                raise ApiError(
+                    status_for(failure.sqlstate, role),
+                    failure.sqlstate,
+                    failure.diag.message_primary or str(failure),
+                ) from failure
+            raise ApiError(
+                503, "PGRST000", "Could not connect with the database", str(failure)[:200]
+            ) from failure
+
+    async def run(
+        claims: dict[str, Any],
+        role: str,
+        method: str,
+        statement: sql.Composed,
+        params: dict[str, Any] | list[Any],
+    ) -> Any:
         async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(
                 "select set_config('search_path', 'public, extensions', true),"
                 " set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true)",
-                (json.dumps(claims), request.method),
+                (json.dumps(claims), method),
             )
             await cur.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
             if role in ROLE_TIMEOUTS:
@@ -108,7 +154,11 @@ def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) ->
             try:
                 await cur.execute(statement, params)
             except psycopg.Error as error:
-                state = error.sqlstate or "XX000"
+                state = error.sqlstate
+                if state is None:  # the connection, not the statement: PostgREST answers 503
+                    raise ApiError(
+                        503, "PGRST000", "Could not connect with the database", str(error)[:200]
+                    ) from error
                 raise ApiError(
                     status_for(state, role),
                     state,
