@@ -310,20 +310,25 @@ def test_serve_refuses_to_start_without_a_public_url(db: Database, tmp_path: Pat
     assert "Set PUBLIC_BASE_URL" in result.stderr and "TRUST_HOST_HEADER=true" in result.stderr
 
 
-def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command(
-    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`glue dev` shows the seeded profiles and a simulate command that gets the welcome; Ctrl-C stops it."""
+def start_dev(cwd: Path) -> tuple[subprocess.Popen[str], Lines]:
+    """`glue dev` as a person starts it, its output read line by line."""
     process = subprocess.Popen(
         [GLUE, "dev", "--port", str(free_port())],
-        cwd=tmp_path,
+        cwd=cwd,
         env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     assert process.stdout is not None
-    lines = Lines(process.stdout)
+    return process, Lines(process.stdout)
+
+
+def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`glue dev` shows the seeded profiles and a simulate command that gets the welcome; Ctrl-C stops it."""
+    process, lines = start_dev(tmp_path)
     try:
         lines.until(r"^  \+14155550101 +- +Amara +2 +0$")
         lines.until(r"^  \+14155550104 +dev@example.com +Dev +2 +1$")
@@ -349,16 +354,7 @@ def test_dev_serves_the_app_half_at_a_supabase_url(tmp_path: Path, clean_env: py
     address with the printed code, verify a test phone and link, as README's tour does with curl."""
     if auth_binary() is None:
         pytest.skip(unavailable_reason())
-    process = subprocess.Popen(
-        [GLUE, "dev", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = Lines(process.stdout)
+    process, lines = start_dev(tmp_path)
     try:
         url = lines.until(r"^  SUPABASE_URL=(\S+)").group(1)
         key = lines.until(r"^  SUPABASE_ANON_KEY=(\S+)$").group(1)
