@@ -97,7 +97,10 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
         replies: list[str] = []
         if receipt.user_created and settings.welcome_reply:
             replies.append(settings.welcome_reply)
-        if hook is not None and not receipt.duplicate:
+        if receipt.consent_reply:
+            replies.append(receipt.consent_reply)
+        # A consent keyword is answered by its confirmation alone: nothing else after a STOP.
+        if hook is not None and not receipt.duplicate and not receipt.consent_reply:
             sender = Sender(receipt.user_id, receipt.user_created, message.sender, message.profile_name)
             try:
                 reply = await run_hook(hook, sender, message, settings.hook_timeout)

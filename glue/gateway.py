@@ -43,6 +43,8 @@ class Receipt:
     message_id: uuid.UUID
     user_created: bool
     duplicate: bool
+    # The confirmation of a consent keyword (STOP, START ...), to send back; None for other messages.
+    consent_reply: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Receipt:
@@ -51,6 +53,7 @@ class Receipt:
             message_id=uuid.UUID(str(row["message_id"])),
             user_created=bool(row["user_created"]),
             duplicate=bool(row["duplicate"]),
+            consent_reply=row.get("consent_reply"),
         )
 
 
@@ -83,7 +86,7 @@ class PsycopgGateway:
     """receive_whatsapp_message over a psycopg async pool, one statement (one round trip) per call."""
 
     SQL = (
-        "select user_id, message_id, user_created, duplicate from public.receive_whatsapp_message("
+        "select user_id, message_id, user_created, duplicate, consent_reply from public.receive_whatsapp_message("
         "message_sid => %(message_sid)s, phone => %(phone)s, body => %(body)s,"
         " profile_name => %(profile_name)s, media => %(media)s::jsonb,"
         " whatsapp_user_id => %(whatsapp_user_id)s)"

@@ -159,7 +159,7 @@ isOneToOne: false
       } },
 "receive_whatsapp_message":
 { Args: { "body": string,"media"?: Json,"message_sid": string,"phone": string,"profile_name"?: string,"whatsapp_user_id"?: string }; Returns: {
-              "duplicate": boolean,"message_id": string,"user_created": boolean,"user_id": string
+              "consent_reply": string,"duplicate": boolean,"message_id": string,"user_created": boolean,"user_id": string
             }[]
                            },
 "send_whatsapp_message":
