@@ -27,6 +27,7 @@ from glue.gateway import Gateway
 from glue.hooks import ReplyHook, Sender, load_hook, run_hook
 from glue.logs import RequestLogMiddleware
 from glue.settings import WEBHOOK_PATH, Settings
+from glue.status_callback import STATUS_PATH, status_endpoint
 from glue.twilio_request import (
     SIGNATURE_HEADER,
     check_allowed,
@@ -153,6 +154,11 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
     return Starlette(
         routes=[
             Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+            Route(
+                STATUS_PATH,
+                status_endpoint(settings, validators, gateway.record_status, read_body),
+                methods=["POST"],
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

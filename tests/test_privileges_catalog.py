@@ -107,6 +107,26 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "authenticated": NOTHING,
         "service_role": EXECUTE,
     },
+    ("function", "public.claim_outbound_messages(integer,integer)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.claim_unsettled_outbound_messages(integer,integer)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.settle_outbound_message(uuid,integer,text,text,integer,text,integer)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.record_whatsapp_status(text,text,integer,uuid)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
 }
 
 RELATIONS = """

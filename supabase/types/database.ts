@@ -127,7 +127,69 @@ isOneToOne: false
             [_ in never]: never
           }
           Functions: {
-            "forget_user":
+            "claim_outbound_messages":
+{ Args: { "lease_seconds"?: number,"max_messages"?: number }; Returns: {
+              "attempts": number,
+"body": string | null,
+"claimed_until": string | null,
+"content_sid": string | null,
+"content_variables": Json | null,
+"delivered_at": string | null,
+"error_code": number | null,
+"error_message": string | null,
+"failed_at": string | null,
+"id": string,
+"idempotency_key": string,
+"message_sid": string | null,
+"queued_at": string,
+"read_at": string | null,
+"sending_at": string | null,
+"sent_at": string | null,
+"status": string,
+"to_address": string,
+"undelivered_at": string | null,
+"unknown_at": string | null,
+"updated_at": string,
+"user_id": string
+            }[]
+                          SetofOptions: {
+        from: "*"
+        to: "outbound_messages"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
+"claim_unsettled_outbound_messages":
+{ Args: { "lease_seconds"?: number,"max_messages"?: number }; Returns: {
+              "attempts": number,
+"body": string | null,
+"claimed_until": string | null,
+"content_sid": string | null,
+"content_variables": Json | null,
+"delivered_at": string | null,
+"error_code": number | null,
+"error_message": string | null,
+"failed_at": string | null,
+"id": string,
+"idempotency_key": string,
+"message_sid": string | null,
+"queued_at": string,
+"read_at": string | null,
+"sending_at": string | null,
+"sent_at": string | null,
+"status": string,
+"to_address": string,
+"undelivered_at": string | null,
+"unknown_at": string | null,
+"updated_at": string,
+"user_id": string
+            }[]
+                          SetofOptions: {
+        from: "*"
+        to: "outbound_messages"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
+"forget_user":
 { Args: { "user_id": string }; Returns: {
               "rows_removed": number,"table_name": string
             }[]
@@ -162,6 +224,11 @@ isOneToOne: false
               "consent_reply": string,"duplicate": boolean,"message_id": string,"user_created": boolean,"user_id": string
             }[]
                            },
+"record_whatsapp_status":
+{ Args: { "error_code"?: number,"message_sid": string,"message_status": string,"outbound_message_id"?: string }; Returns: {
+              "changed": boolean,"id": string,"status": string
+            }[]
+                           },
 "send_whatsapp_message":
 { Args: { "body"?: string,"content_sid"?: string,"content_variables"?: Json,"idempotency_key": string,"user_id": string }; Returns: {
               "attempts": number,
@@ -192,6 +259,37 @@ isOneToOne: false
         to: "outbound_messages"
         isOneToOne: true
         isSetofReturn: false
+      } },
+"settle_outbound_message":
+{ Args: { "attempt": number,"error_code"?: number,"error_message"?: string,"message_sid"?: string,"outbound_message_id": string,"outcome": string,"recheck_after_seconds"?: number }; Returns: {
+              "attempts": number,
+"body": string | null,
+"claimed_until": string | null,
+"content_sid": string | null,
+"content_variables": Json | null,
+"delivered_at": string | null,
+"error_code": number | null,
+"error_message": string | null,
+"failed_at": string | null,
+"id": string,
+"idempotency_key": string,
+"message_sid": string | null,
+"queued_at": string,
+"read_at": string | null,
+"sending_at": string | null,
+"sent_at": string | null,
+"status": string,
+"to_address": string,
+"undelivered_at": string | null,
+"unknown_at": string | null,
+"updated_at": string,
+"user_id": string
+            }[]
+                          SetofOptions: {
+        from: "*"
+        to: "outbound_messages"
+        isOneToOne: false
+        isSetofReturn: true
       } },
 "whatsapp_messaging_state":
 { Args: { "user_id": string }; Returns: {
