@@ -28,6 +28,7 @@ from glue.gateway import Gateway
 from glue.hooks import ReplyHook, Sender, load_hook, run_hook
 from glue.logs import RequestLogMiddleware
 from glue.settings import WEBHOOK_PATH, Settings
+from glue.status_callback import STATUS_PATH, status_endpoint
 from glue.twilio_request import (
     SIGNATURE_HEADER,
     check_allowed,
@@ -105,7 +106,10 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
         replies: list[str] = []
         if receipt.user_created and settings.welcome_reply:
             replies.append(settings.welcome_reply)
-        if hook is not None and not receipt.duplicate:
+        if receipt.consent_reply:
+            replies.append(receipt.consent_reply)
+        # A consent keyword is answered by its confirmation alone: nothing else after a STOP.
+        if hook is not None and not receipt.duplicate and not receipt.consent_reply:
             sender = Sender(receipt.user_id, receipt.user_created, message.sender, message.profile_name)
             try:
                 reply = await run_hook(hook, sender, message, settings.hook_timeout)
@@ -159,6 +163,11 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
     return Starlette(
         routes=[
             Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+            Route(
+                STATUS_PATH,
+                status_endpoint(settings, validators, gateway.record_status, read_body),
+                methods=["POST"],
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

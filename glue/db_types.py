@@ -14,6 +14,78 @@ from typing_extensions import NotRequired, TypeAlias
 
 from pydantic import BaseModel, Field, JsonValue
 
+class PublicOutboundMessages(BaseModel):
+    attempts: int = Field(alias="attempts")
+    body: Optional[str] = Field(alias="body")
+    claimed_until: Optional[datetime.datetime] = Field(alias="claimed_until")
+    content_sid: Optional[str] = Field(alias="content_sid")
+    content_variables: Optional[JsonValue] = Field(alias="content_variables")
+    delivered_at: Optional[datetime.datetime] = Field(alias="delivered_at")
+    error_code: Optional[int] = Field(alias="error_code")
+    error_message: Optional[str] = Field(alias="error_message")
+    failed_at: Optional[datetime.datetime] = Field(alias="failed_at")
+    id: uuid.UUID = Field(alias="id")
+    idempotency_key: str = Field(alias="idempotency_key")
+    message_sid: Optional[str] = Field(alias="message_sid")
+    queued_at: datetime.datetime = Field(alias="queued_at")
+    read_at: Optional[datetime.datetime] = Field(alias="read_at")
+    sending_at: Optional[datetime.datetime] = Field(alias="sending_at")
+    sent_at: Optional[datetime.datetime] = Field(alias="sent_at")
+    status: str = Field(alias="status")
+    to_address: str = Field(alias="to_address")
+    undelivered_at: Optional[datetime.datetime] = Field(alias="undelivered_at")
+    unknown_at: Optional[datetime.datetime] = Field(alias="unknown_at")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+    user_id: uuid.UUID = Field(alias="user_id")
+
+class PublicOutboundMessagesInsert(TypedDict):
+    attempts: NotRequired[Annotated[int, Field(alias="attempts")]]
+    body: NotRequired[Annotated[Optional[str], Field(alias="body")]]
+    claimed_until: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="claimed_until")]]
+    content_sid: NotRequired[Annotated[Optional[str], Field(alias="content_sid")]]
+    content_variables: NotRequired[Annotated[Optional[JsonValue], Field(alias="content_variables")]]
+    delivered_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="delivered_at")]]
+    error_code: NotRequired[Annotated[Optional[int], Field(alias="error_code")]]
+    error_message: NotRequired[Annotated[Optional[str], Field(alias="error_message")]]
+    failed_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="failed_at")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    idempotency_key: Annotated[str, Field(alias="idempotency_key")]
+    message_sid: NotRequired[Annotated[Optional[str], Field(alias="message_sid")]]
+    queued_at: NotRequired[Annotated[datetime.datetime, Field(alias="queued_at")]]
+    read_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="read_at")]]
+    sending_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="sending_at")]]
+    sent_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="sent_at")]]
+    status: NotRequired[Annotated[str, Field(alias="status")]]
+    to_address: Annotated[str, Field(alias="to_address")]
+    undelivered_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="undelivered_at")]]
+    unknown_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="unknown_at")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+    user_id: Annotated[uuid.UUID, Field(alias="user_id")]
+
+class PublicOutboundMessagesUpdate(TypedDict):
+    attempts: NotRequired[Annotated[int, Field(alias="attempts")]]
+    body: NotRequired[Annotated[Optional[str], Field(alias="body")]]
+    claimed_until: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="claimed_until")]]
+    content_sid: NotRequired[Annotated[Optional[str], Field(alias="content_sid")]]
+    content_variables: NotRequired[Annotated[Optional[JsonValue], Field(alias="content_variables")]]
+    delivered_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="delivered_at")]]
+    error_code: NotRequired[Annotated[Optional[int], Field(alias="error_code")]]
+    error_message: NotRequired[Annotated[Optional[str], Field(alias="error_message")]]
+    failed_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="failed_at")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    idempotency_key: NotRequired[Annotated[str, Field(alias="idempotency_key")]]
+    message_sid: NotRequired[Annotated[Optional[str], Field(alias="message_sid")]]
+    queued_at: NotRequired[Annotated[datetime.datetime, Field(alias="queued_at")]]
+    read_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="read_at")]]
+    sending_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="sending_at")]]
+    sent_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="sent_at")]]
+    status: NotRequired[Annotated[str, Field(alias="status")]]
+    to_address: NotRequired[Annotated[str, Field(alias="to_address")]]
+    undelivered_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="undelivered_at")]]
+    unknown_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="unknown_at")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+    user_id: NotRequired[Annotated[uuid.UUID, Field(alias="user_id")]]
+
 class PublicUserMerges(BaseModel):
     absorbed_id: Optional[uuid.UUID] = Field(alias="absorbed_id")
     auth_id: Optional[uuid.UUID] = Field(alias="auth_id")
@@ -80,6 +152,21 @@ class PublicUsersUpdate(TypedDict):
     updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
     whatsapp_user_id: NotRequired[Annotated[Optional[str], Field(alias="whatsapp_user_id")]]
 
+class PublicWhatsappConsentKeywords(BaseModel):
+    effect: str = Field(alias="effect")
+    keyword: str = Field(alias="keyword")
+    reply: str = Field(alias="reply")
+
+class PublicWhatsappConsentKeywordsInsert(TypedDict):
+    effect: Annotated[str, Field(alias="effect")]
+    keyword: Annotated[str, Field(alias="keyword")]
+    reply: Annotated[str, Field(alias="reply")]
+
+class PublicWhatsappConsentKeywordsUpdate(TypedDict):
+    effect: NotRequired[Annotated[str, Field(alias="effect")]]
+    keyword: NotRequired[Annotated[str, Field(alias="keyword")]]
+    reply: NotRequired[Annotated[str, Field(alias="reply")]]
+
 class PublicWhatsappMessages(BaseModel):
     body: str = Field(alias="body")
     id: uuid.UUID = Field(alias="id")
@@ -139,6 +226,24 @@ class PublicWhatsappNumberReassignmentsUpdate(TypedDict):
     previous_user_id: NotRequired[Annotated[uuid.UUID, Field(alias="previous_user_id")]]
     previous_whatsapp_user_id: NotRequired[Annotated[str, Field(alias="previous_whatsapp_user_id")]]
     reason: NotRequired[Annotated[str, Field(alias="reason")]]
+
+class PublicWhatsappOptOuts(BaseModel):
+    address_hash: bytes = Field(alias="address_hash")
+    changed_at: datetime.datetime = Field(alias="changed_at")
+    keyword: Optional[str] = Field(alias="keyword")
+    opted_out: bool = Field(alias="opted_out")
+
+class PublicWhatsappOptOutsInsert(TypedDict):
+    address_hash: Annotated[bytes, Field(alias="address_hash")]
+    changed_at: NotRequired[Annotated[datetime.datetime, Field(alias="changed_at")]]
+    keyword: NotRequired[Annotated[Optional[str], Field(alias="keyword")]]
+    opted_out: Annotated[bool, Field(alias="opted_out")]
+
+class PublicWhatsappOptOutsUpdate(TypedDict):
+    address_hash: NotRequired[Annotated[bytes, Field(alias="address_hash")]]
+    changed_at: NotRequired[Annotated[datetime.datetime, Field(alias="changed_at")]]
+    keyword: NotRequired[Annotated[Optional[str], Field(alias="keyword")]]
+    opted_out: NotRequired[Annotated[bool, Field(alias="opted_out")]]
 
 class PublicWhatsappSender(BaseModel):
     id: Optional[uuid.UUID] = Field(alias="id")

@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from glue.errors import DatabaseUnavailable, InputRejected
 from glue.settings import Settings
+from glue.status_callback import StatusReport
 from glue.twilio_request import InboundMessage
 
 RPC = "receive_whatsapp_message"
@@ -56,6 +57,8 @@ class Receipt:
     message_id: uuid.UUID
     user_created: bool
     duplicate: bool
+    # The confirmation of a consent keyword (STOP, START ...), to send back; None for other messages.
+    consent_reply: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Receipt:
@@ -64,6 +67,7 @@ class Receipt:
             message_id=uuid.UUID(str(row["message_id"])),
             user_created=bool(row["user_created"]),
             duplicate=bool(row["duplicate"]),
+            consent_reply=row.get("consent_reply"),
         )
 
 
@@ -88,6 +92,9 @@ class Gateway(Protocol):
 
     async def receive(self, message: InboundMessage) -> Receipt: ...
 
+    async def record_status(self, report: StatusReport) -> str | None:
+        """Apply a status callback; the message's status now, or None when it is not in the outbox."""
+
     async def check_ready(self) -> None:
         """Return when the database answers and the RPC is callable; raise DatabaseUnavailable otherwise."""
 
@@ -96,7 +103,7 @@ class PsycopgGateway:
     """receive_whatsapp_message over a psycopg async pool, one statement (one round trip) per call."""
 
     SQL = (
-        "select user_id, message_id, user_created, duplicate from public.receive_whatsapp_message("
+        "select user_id, message_id, user_created, duplicate, consent_reply from public.receive_whatsapp_message("
         "message_sid => %(message_sid)s, phone => %(phone)s, body => %(body)s,"
         " profile_name => %(profile_name)s, media => %(media)s::jsonb,"
         " whatsapp_user_id => %(whatsapp_user_id)s)"
@@ -177,6 +184,17 @@ class PsycopgGateway:
         params["media"] = json.dumps(params["media"])
         return Receipt.from_row(await self._call(self.SQL, params))
 
+    # Always one row, so that a callback for a message outside the outbox reads as None.
+    STATUS_SQL = (
+        "select (select status from public.record_whatsapp_status(message_sid => %(message_sid)s,"
+        " message_status => %(message_status)s, error_code => %(error_code)s,"
+        " outbound_message_id => %(outbound_message_id)s::uuid)) as status"
+    )
+
+    async def record_status(self, report: StatusReport) -> str | None:
+        row = await self._call(self.STATUS_SQL, report.rpc_arguments())
+        return row["status"]  # type: ignore[no-any-return]
+
     async def check_ready(self) -> None:
         row = await self._call(self.READY_SQL, (RPC_SIGNATURE,))
         if not row["present"]:
@@ -248,6 +266,23 @@ class SupabaseGateway:
         rows = await self._rpc(rpc_arguments(message))
         row = rows[0] if isinstance(rows, list) else rows
         return Receipt.from_row(row)
+
+    async def record_status(self, report: StatusReport) -> str | None:
+        from postgrest.exceptions import APIError
+
+        if self._client is None:
+            raise DatabaseUnavailable("gateway not open")
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.rpc("record_whatsapp_status", report.rpc_arguments()).execute()
+        except APIError as error:
+            if error.code == BAD_ARGUMENT:
+                raise InputRejected(error.message or "bad argument") from error
+            raise DatabaseUnavailable("database unavailable") from error
+        except (TimeoutError, httpx.TransportError) as error:
+            raise DatabaseUnavailable("database unavailable") from error
+        rows = response.data or []
+        return str(rows[0]["status"]) if rows else None
 
     async def check_ready(self) -> None:
         # A call the RPC refuses before writing anything: 22023 proves it is there and callable.

@@ -199,6 +199,7 @@ def test_forget_user_erases_a_linked_person_and_counts_per_table(
 
     assert removed == [
         {"table_name": "auth.users", "rows_removed": 1},
+        {"table_name": "public.outbound_messages", "rows_removed": 0},
         {"table_name": "public.test_orders", "rows_removed": 2},
         {"table_name": "public.test_settings", "rows_removed": 0},
         {"table_name": "public.user_merges", "rows_removed": 1},
@@ -225,6 +226,7 @@ def test_forget_user_erases_a_whatsapp_only_profile(sql: Conn, postgrest: Postgr
     with postgrest.as_service() as cur:
         removed = cur.execute("select * from public.forget_user(%s)", (whatsapp_id,)).fetchall()
     assert removed == [
+        {"table_name": "public.outbound_messages", "rows_removed": 0},
         {"table_name": "public.user_merges", "rows_removed": 0},
         {"table_name": "public.users", "rows_removed": 1},
         {"table_name": "public.whatsapp_messages", "rows_removed": 2},

@@ -71,6 +71,62 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "authenticated": NOTHING,
         "service_role": EXECUTE,
     },
+    ("table", "public.outbound_messages"): {
+        "anon": NOTHING,
+        "authenticated": frozenset({"SELECT"}),
+        "service_role": EVERYTHING,
+    },
+    ("table", "public.whatsapp_opt_outs"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EVERYTHING,
+    },
+    ("table", "public.whatsapp_consent_keywords"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EVERYTHING,
+    },
+    # Messages go out under the business's sender and cost money: the backend decides, never a client.
+    ("function", "public.send_whatsapp_message(uuid,text,text,text,jsonb)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.whatsapp_opted_out(uuid)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.whatsapp_window_open(uuid)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.whatsapp_messaging_state(uuid)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.claim_outbound_messages(integer,integer)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.claim_unsettled_outbound_messages(integer,integer)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.settle_outbound_message(uuid,integer,text,text,integer,text,integer)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
+    ("function", "public.record_whatsapp_status(text,text,integer,uuid)"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EXECUTE,
+    },
 }
 
 RELATIONS = """

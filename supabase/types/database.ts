@@ -5,7 +5,27 @@ export type Database = {
   
   "public": {
           Tables: {
-            "user_merges": {
+            "outbound_messages": {
+                  Row: {
+                    "attempts": number,"body": string | null,"claimed_until": string | null,"content_sid": string | null,"content_variables": Json | null,"delivered_at": string | null,"error_code": number | null,"error_message": string | null,"failed_at": string | null,"id": string,"idempotency_key": string,"message_sid": string | null,"queued_at": string,"read_at": string | null,"sending_at": string | null,"sent_at": string | null,"status": string,"to_address": string,"undelivered_at": string | null,"unknown_at": string | null,"updated_at": string,"user_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "attempts"?: number,"body"?: string | null,"claimed_until"?: string | null,"content_sid"?: string | null,"content_variables"?: Json | null,"delivered_at"?: string | null,"error_code"?: number | null,"error_message"?: string | null,"failed_at"?: string | null,"id"?: string,"idempotency_key": string,"message_sid"?: string | null,"queued_at"?: string,"read_at"?: string | null,"sending_at"?: string | null,"sent_at"?: string | null,"status"?: string,"to_address": string,"undelivered_at"?: string | null,"unknown_at"?: string | null,"updated_at"?: string,"user_id": string
+                  }
+                  Update: {
+                    "attempts"?: number,"body"?: string | null,"claimed_until"?: string | null,"content_sid"?: string | null,"content_variables"?: Json | null,"delivered_at"?: string | null,"error_code"?: number | null,"error_message"?: string | null,"failed_at"?: string | null,"id"?: string,"idempotency_key"?: string,"message_sid"?: string | null,"queued_at"?: string,"read_at"?: string | null,"sending_at"?: string | null,"sent_at"?: string | null,"status"?: string,"to_address"?: string,"undelivered_at"?: string | null,"unknown_at"?: string | null,"updated_at"?: string,"user_id"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "outbound_messages_user_id_fkey"
+      columns: ["user_id"]
+isOneToOne: false
+      referencedRelation: "users"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"user_merges": {
                   Row: {
                     "absorbed_id": string | null,"auth_id": string | null,"created_at": string,"id": string,"moved": NonNullable<Json>,"outcome": string,"phone_number": string | null,"reason": string | null,"survivor_id": string | null,"triggered_by": string
                   }
@@ -29,6 +49,20 @@ export type Database = {
                   }
                   Update: {
                     "auth_id"?: string | null,"created_at"?: string,"email"?: string | null,"full_name"?: string | null,"id"?: string,"phone_number"?: string | null,"updated_at"?: string,"whatsapp_user_id"?: string | null
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"whatsapp_consent_keywords": {
+                  Row: {
+                    "effect": string,"keyword": string,"reply": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "effect": string,"keyword": string,"reply": string
+                  }
+                  Update: {
+                    "effect"?: string,"keyword"?: string,"reply"?: string
                   }
                   Relationships: [
                     
@@ -73,13 +107,89 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"whatsapp_opt_outs": {
+                  Row: {
+                    "address_hash": string,"changed_at": string,"keyword": string | null,"opted_out": boolean
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "address_hash": string,"changed_at"?: string,"keyword"?: string | null,"opted_out": boolean
+                  }
+                  Update: {
+                    "address_hash"?: string,"changed_at"?: string,"keyword"?: string | null,"opted_out"?: boolean
+                  }
+                  Relationships: [
+                    
+                  ]
                 }
           }
           Views: {
             [_ in never]: never
           }
           Functions: {
-            "forget_user":
+            "claim_outbound_messages":
+{ Args: { "lease_seconds"?: number,"max_messages"?: number }; Returns: {
+              "attempts": number,
+"body": string | null,
+"claimed_until": string | null,
+"content_sid": string | null,
+"content_variables": Json | null,
+"delivered_at": string | null,
+"error_code": number | null,
+"error_message": string | null,
+"failed_at": string | null,
+"id": string,
+"idempotency_key": string,
+"message_sid": string | null,
+"queued_at": string,
+"read_at": string | null,
+"sending_at": string | null,
+"sent_at": string | null,
+"status": string,
+"to_address": string,
+"undelivered_at": string | null,
+"unknown_at": string | null,
+"updated_at": string,
+"user_id": string
+            }[]
+                          SetofOptions: {
+        from: "*"
+        to: "outbound_messages"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
+"claim_unsettled_outbound_messages":
+{ Args: { "lease_seconds"?: number,"max_messages"?: number }; Returns: {
+              "attempts": number,
+"body": string | null,
+"claimed_until": string | null,
+"content_sid": string | null,
+"content_variables": Json | null,
+"delivered_at": string | null,
+"error_code": number | null,
+"error_message": string | null,
+"failed_at": string | null,
+"id": string,
+"idempotency_key": string,
+"message_sid": string | null,
+"queued_at": string,
+"read_at": string | null,
+"sending_at": string | null,
+"sent_at": string | null,
+"status": string,
+"to_address": string,
+"undelivered_at": string | null,
+"unknown_at": string | null,
+"updated_at": string,
+"user_id": string
+            }[]
+                          SetofOptions: {
+        from: "*"
+        to: "outbound_messages"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
+"forget_user":
 { Args: { "user_id": string }; Returns: {
               "rows_removed": number,"table_name": string
             }[]
@@ -111,8 +221,86 @@ isOneToOne: false
       } },
 "receive_whatsapp_message":
 { Args: { "body": string,"media"?: Json,"message_sid": string,"phone": string,"profile_name"?: string,"whatsapp_user_id"?: string }; Returns: {
-              "duplicate": boolean,"message_id": string,"user_created": boolean,"user_id": string
+              "consent_reply": string,"duplicate": boolean,"message_id": string,"user_created": boolean,"user_id": string
             }[]
+                           },
+"record_whatsapp_status":
+{ Args: { "error_code"?: number,"message_sid": string,"message_status": string,"outbound_message_id"?: string }; Returns: {
+              "changed": boolean,"id": string,"status": string
+            }[]
+                           },
+"send_whatsapp_message":
+{ Args: { "body"?: string,"content_sid"?: string,"content_variables"?: Json,"idempotency_key": string,"user_id": string }; Returns: {
+              "attempts": number,
+"body": string | null,
+"claimed_until": string | null,
+"content_sid": string | null,
+"content_variables": Json | null,
+"delivered_at": string | null,
+"error_code": number | null,
+"error_message": string | null,
+"failed_at": string | null,
+"id": string,
+"idempotency_key": string,
+"message_sid": string | null,
+"queued_at": string,
+"read_at": string | null,
+"sending_at": string | null,
+"sent_at": string | null,
+"status": string,
+"to_address": string,
+"undelivered_at": string | null,
+"unknown_at": string | null,
+"updated_at": string,
+"user_id": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "outbound_messages"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"settle_outbound_message":
+{ Args: { "attempt": number,"error_code"?: number,"error_message"?: string,"message_sid"?: string,"outbound_message_id": string,"outcome": string,"recheck_after_seconds"?: number }; Returns: {
+              "attempts": number,
+"body": string | null,
+"claimed_until": string | null,
+"content_sid": string | null,
+"content_variables": Json | null,
+"delivered_at": string | null,
+"error_code": number | null,
+"error_message": string | null,
+"failed_at": string | null,
+"id": string,
+"idempotency_key": string,
+"message_sid": string | null,
+"queued_at": string,
+"read_at": string | null,
+"sending_at": string | null,
+"sent_at": string | null,
+"status": string,
+"to_address": string,
+"undelivered_at": string | null,
+"unknown_at": string | null,
+"updated_at": string,
+"user_id": string
+            }[]
+                          SetofOptions: {
+        from: "*"
+        to: "outbound_messages"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
+"whatsapp_messaging_state":
+{ Args: { "user_id": string }; Returns: {
+              "can_send_template": boolean,"can_send_text": boolean,"opted_out": boolean,"to_address": string,"window_closes_at": string,"window_open": boolean
+            }[]
+                           },
+"whatsapp_opted_out":
+{ Args: { "user_id": string }; Returns: boolean
+                           },
+"whatsapp_window_open":
+{ Args: { "user_id": string }; Returns: boolean
                            }
           }
           Enums: {

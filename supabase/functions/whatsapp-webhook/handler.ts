@@ -83,6 +83,8 @@ export interface Receipt {
   messageId: string;
   userCreated: boolean;
   duplicate: boolean;
+  /** The confirmation of a consent keyword (STOP, START ...), to send back; null otherwise. */
+  consentReply?: string | null;
 }
 
 /** The sender as a reply hook sees it. */
@@ -589,8 +591,16 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
 
   function call(message: InboundMessage) {
     const args = rpcArguments(message);
-    return sql<{ user_id: string; message_id: string; user_created: boolean; duplicate: boolean }[]>`
-      select user_id, message_id, user_created, duplicate from public.receive_whatsapp_message(
+    return sql<
+      {
+        user_id: string;
+        message_id: string;
+        user_created: boolean;
+        duplicate: boolean;
+        consent_reply: string | null;
+      }[]
+    >`
+      select user_id, message_id, user_created, duplicate, consent_reply from public.receive_whatsapp_message(
         message_sid => ${args.message_sid}, phone => ${args.phone}, body => ${args.body},
         profile_name => ${args.profile_name}, media => ${
       sql.json(args.media as unknown as postgres.JSONValue)
@@ -648,6 +658,7 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
         messageId: row.message_id,
         userCreated: row.user_created,
         duplicate: row.duplicate,
+        consentReply: row.consent_reply,
       };
     },
     async close() {
@@ -748,7 +759,9 @@ export function createRelay(env: Env, options: RelayOptions = {}): Relay {
     });
     const replies: string[] = [];
     if (receipt.userCreated && settings.welcomeReply) replies.push(settings.welcomeReply);
-    if (hook !== undefined && !receipt.duplicate) {
+    if (receipt.consentReply) replies.push(receipt.consentReply);
+    // A consent keyword is answered by its confirmation alone: nothing else after a STOP.
+    if (hook !== undefined && !receipt.duplicate && !receipt.consentReply) {
       const sender = {
         userId: receipt.userId,
         created: receipt.userCreated,

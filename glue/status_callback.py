@@ -1,0 +1,100 @@
+"""POST /twilio/status: Twilio's message status callbacks for the outbox.
+
+Answered like the webhook: the body is read and the signature checked against the URL Twilio called
+(the query string, which names the outbound message, included) before anything touches the database;
+then one call of public.record_whatsapp_status, which only ever moves a message's status forward.
+Any valid callback gets 200, even for a message not in the outbox: Twilio has nothing to retry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from twilio.request_validator import RequestValidator
+
+from glue.errors import BadRequest, InputRejected, RelayError
+from glue.settings import Settings
+from glue.twilio_request import SIGNATURE_HEADER, Form, check_allowed, check_signature, parse_form, public_url
+
+STATUS_PATH = "/twilio/status"
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """One status callback: which message, the status Twilio reports, its error code if any."""
+
+    message_sid: str
+    status: str
+    error_code: int | None
+    outbound_message_id: uuid.UUID | None
+
+    def rpc_arguments(self) -> dict[str, Any]:
+        return {
+            "message_sid": self.message_sid,
+            "message_status": self.status,
+            "error_code": self.error_code,
+            "outbound_message_id": str(self.outbound_message_id) if self.outbound_message_id else None,
+        }
+
+
+def read_status(form: Form, query: dict[str, str]) -> StatusReport:
+    """The callback's fields, or BadRequest naming the one missing or malformed."""
+    sid = form.get("MessageSid", "").strip()
+    status = form.get("MessageStatus", "").strip()
+    if not sid:
+        raise BadRequest("MessageSid is required")
+    if not status:
+        raise BadRequest("MessageStatus is required")
+    code = form.get("ErrorCode", "").strip()
+    if code and not code.isdigit():
+        raise BadRequest("ErrorCode must be a number")
+    outbound = query.get("outbound_message_id")
+    try:
+        outbound_id = uuid.UUID(outbound) if outbound else None
+    except ValueError:
+        raise BadRequest("outbound_message_id must be a uuid") from None
+    return StatusReport(sid, status, int(code) if code else None, outbound_id)
+
+
+def status_endpoint(
+    settings: Settings,
+    validators: Sequence[RequestValidator],
+    record: Callable[[StatusReport], Awaitable[str | None]],
+    read_body: Callable[[Request, int], Awaitable[bytes]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The handler of POST /twilio/status, built from the relay's settings and validators."""
+
+    async def status(request: Request) -> Response:
+        fields: dict[str, Any] = request.state.log
+        body = await read_body(request, settings.max_body_bytes)
+        form = parse_form(body, request.headers.get("content-type"))
+        url = public_url(
+            request.url, request.headers, settings.public_base_url, settings.trust_forwarded_headers
+        )
+        try:
+            check_signature(validators, url, form, request.headers.get(SIGNATURE_HEADER))
+        except RelayError:
+            fields["reason"] = "bad_signature"
+            raise
+        try:
+            # To is the recipient here, not our number: only the account is checked.
+            check_allowed(form, settings.twilio_account_sids, [])
+        except RelayError:
+            fields["reason"] = "not_allowed"
+            raise
+        report = read_status(form, dict(request.query_params))
+        fields.update(message_sid=report.message_sid, message_status=report.status)
+        try:
+            now = await record(report)
+        except InputRejected as error:
+            fields["reason"] = "rejected_by_database"
+            raise BadRequest(error.message[:200]) from error
+        fields["outbound_status"] = now or "not_in_outbox"
+        return PlainTextResponse("ok")
+
+    return status
