@@ -224,6 +224,68 @@ def doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def worker(args: argparse.Namespace) -> int:
+    """The outbox worker: send and reconcile passes until stopped (or once with --once)."""
+    import signal
+
+    from twilio.rest import Client
+
+    from glue.status_callback import STATUS_PATH
+    from glue.worker import RedirectedHttpClient, WorkerConfig, run_once
+
+    settings = Settings()
+    missing = [
+        name
+        for name, value in (
+            ("DATABASE_URL", settings.database_url),
+            ("TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
+            ("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
+            (
+                "TWILIO_WHATSAPP_FROM or TWILIO_MESSAGING_SERVICE_SID",
+                settings.twilio_whatsapp_from or settings.twilio_messaging_service_sid,
+            ),
+        )
+        if not value
+    ]
+    if missing:
+        print(f"glue worker: set {', '.join(missing)}", file=sys.stderr)
+        return 2
+    assert settings.database_url is not None and settings.twilio_auth_token is not None
+    http = RedirectedHttpClient(settings.twilio_api_base_url) if settings.twilio_api_base_url else None
+    client = Client(
+        settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(), http_client=http
+    )
+    callback = f"{settings.public_base_url}{STATUS_PATH}" if settings.public_base_url else None
+    config = WorkerConfig(
+        from_address=settings.twilio_whatsapp_from,
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        status_callback_url=callback,
+    )
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    database_url = settings.database_url.get_secret_value()
+    while not stopping:
+        tally = run_once(database_url, client, config)
+        busy = tally.sent + tally.failed + tally.unknown + tally.reconciled + tally.requeued
+        if busy:
+            print(
+                f"worker: sent {tally.sent}, failed {tally.failed}, unknown {tally.unknown},"
+                f" reconciled {tally.reconciled}, requeued {tally.requeued}",
+                flush=True,
+            )
+        if args.once:
+            break
+        if not busy:
+            time.sleep(settings.worker_interval)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glue", description="The Twilio WhatsApp relay for the glue identity layer."
@@ -250,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--media-url", action="append", default=[], help="attach a media URL (repeatable)")
     p.add_argument("--token", help="auth token to sign with (default TWILIO_AUTH_TOKEN)")
     p.set_defaults(run=simulate)
+
+    p = commands.add_parser("worker", help="send queued WhatsApp messages (the outbox) through Twilio")
+    p.add_argument("--once", action="store_true", help="one send and reconcile pass, then exit")
+    p.set_defaults(run=worker)
 
     p = commands.add_parser("doctor", help="check configuration, database, migrations and token")
     p.set_defaults(run=doctor)

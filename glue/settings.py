@@ -24,6 +24,13 @@ class Settings(BaseSettings):
 
     # Twilio.
     twilio_auth_token: SecretStr | None = None
+    # The outbox worker (`glue worker`): the account that sends, and its WhatsApp sender or
+    # Messaging Service; TWILIO_API_BASE_URL points the twilio library elsewhere (a local stand-in).
+    twilio_account_sid: str | None = None
+    twilio_whatsapp_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str | None = None
+    worker_interval: float = Field(default=1.0, gt=0)
     twilio_auth_token_secondary: SecretStr | None = None
     public_base_url: str | None = None
     trust_forwarded_headers: bool = False

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -138,3 +142,42 @@ def test_a_template_is_sent_by_content_sid(
         send_sql(cur, ada, "t", content_sid=TEMPLATE, variables='{"1": "Ada"}')
     run_once(db.url("postgres"), twilio(server), CONFIG)
     assert [(m["content_sid"], m["body"]) for m in fake.messages] == [(TEMPLATE, "")]
+
+
+def test_glue_worker_once_sends_the_queued_message(
+    db: Database, sql: Conn, postgrest: Postgrest, standin: tuple[TwilioStandIn, RelayServer], tmp_path: Any
+) -> None:
+    """`glue worker --once`, configured from the environment as a deployment is, sends what is queued."""
+    fake, server = standin
+    [message_id] = queue(sql, postgrest, 1)
+    env = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": db.url("postgres"),
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886",
+        "TWILIO_API_BASE_URL": server.base,
+        "PUBLIC_BASE_URL": "https://relay.example.com",
+    }
+    glue = str(Path(sys.executable).with_name("glue"))
+    result = subprocess.run(
+        [glue, "worker", "--once"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "worker: sent 1, failed 0" in result.stdout
+    assert [m["to"] for m in fake.messages] == ["whatsapp:+14155560000"]
+    row = sql.execute(
+        "select status, message_sid from public.outbound_messages where id = %s", (message_id,)
+    ).fetchone()
+    assert row is not None and row["status"] == "sent" and row["message_sid"] == fake.messages[0]["sid"]
+
+
+def test_glue_worker_says_what_is_missing(tmp_path: Any) -> None:
+    """Without its settings the worker exits 2 and names each one."""
+    glue = str(Path(sys.executable).with_name("glue"))
+    env = {"PATH": os.environ["PATH"]}
+    result = subprocess.run(
+        [glue, "worker", "--once"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "DATABASE_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN" in result.stderr
