@@ -140,6 +140,26 @@ class PublicWhatsappNumberReassignmentsUpdate(TypedDict):
     previous_whatsapp_user_id: NotRequired[Annotated[str, Field(alias="previous_whatsapp_user_id")]]
     reason: NotRequired[Annotated[str, Field(alias="reason")]]
 
+class PublicWhatsappSettings(BaseModel):
+    business_number: str = Field(alias="business_number")
+    id: bool = Field(alias="id")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+
+class PublicWhatsappSettingsInsert(TypedDict):
+    business_number: Annotated[str, Field(alias="business_number")]
+    id: NotRequired[Annotated[bool, Field(alias="id")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicWhatsappSettingsUpdate(TypedDict):
+    business_number: NotRequired[Annotated[str, Field(alias="business_number")]]
+    id: NotRequired[Annotated[bool, Field(alias="id")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicWhatsappLinkCode(BaseModel):
+    code: Optional[str] = Field(alias="code")
+    expires_at: Optional[datetime.datetime] = Field(alias="expires_at")
+    whatsapp_url: Optional[str] = Field(alias="whatsapp_url")
+
 class PublicWhatsappSender(BaseModel):
     id: Optional[uuid.UUID] = Field(alias="id")
     auth_id: Optional[uuid.UUID] = Field(alias="auth_id")
