@@ -6,8 +6,8 @@ A webhook is answered in this order, and nothing touches the database before ste
 3. read the message (400 without From or MessageSid; an SMS, From without whatsapp:, gets an empty 200
    and is not stored), one RPC call (400 when the database refuses the phone, 503 with Retry-After when
    it is unreachable or late);
-4. 200 with TwiML: the welcome reply when this MessageSid created the user, then the hook's reply
-   (first delivery only).
+4. 200 with TwiML: the welcome reply when this MessageSid created the user, then either what a link
+   code or its YES did (glue/link_codes.py) or the hook's reply (first delivery only).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from twilio.request_validator import RequestValidator
 from glue.errors import BadRequest, DatabaseUnavailable, InputRejected, PayloadTooLarge, RelayError
 from glue.gateway import Gateway
 from glue.hooks import ReplyHook, Sender, load_hook, run_hook
+from glue.link_codes import link_reply
 from glue.logs import RequestLogMiddleware
 from glue.settings import WEBHOOK_PATH, Settings
 from glue.status_callback import STATUS_PATH, status_endpoint
@@ -108,8 +109,13 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
             replies.append(settings.welcome_reply)
         if receipt.consent_reply:
             replies.append(receipt.consent_reply)
+        if receipt.link_code is not None:
+            # A link code or its YES: the database has acted on it, the reply says what happened, and
+            # the hook (the application's conversation) does not see it.
+            fields["link_code"] = receipt.link_code
+            replies.append(link_reply(receipt.link_code, receipt.link_account))
         # A consent keyword is answered by its confirmation alone: nothing else after a STOP.
-        if hook is not None and not receipt.duplicate and not receipt.consent_reply:
+        elif hook is not None and not receipt.duplicate and not receipt.consent_reply:
             sender = Sender(receipt.user_id, receipt.user_created, message.sender, message.profile_name)
             try:
                 reply = await run_hook(hook, sender, message, settings.hook_timeout)

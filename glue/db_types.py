@@ -245,6 +245,26 @@ class PublicWhatsappOptOutsUpdate(TypedDict):
     keyword: NotRequired[Annotated[Optional[str], Field(alias="keyword")]]
     opted_out: NotRequired[Annotated[bool, Field(alias="opted_out")]]
 
+class PublicWhatsappSettings(BaseModel):
+    business_number: str = Field(alias="business_number")
+    id: bool = Field(alias="id")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+
+class PublicWhatsappSettingsInsert(TypedDict):
+    business_number: Annotated[str, Field(alias="business_number")]
+    id: NotRequired[Annotated[bool, Field(alias="id")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicWhatsappSettingsUpdate(TypedDict):
+    business_number: NotRequired[Annotated[str, Field(alias="business_number")]]
+    id: NotRequired[Annotated[bool, Field(alias="id")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicWhatsappLinkCode(BaseModel):
+    code: Optional[str] = Field(alias="code")
+    expires_at: Optional[datetime.datetime] = Field(alias="expires_at")
+    whatsapp_url: Optional[str] = Field(alias="whatsapp_url")
+
 class PublicWhatsappSender(BaseModel):
     id: Optional[uuid.UUID] = Field(alias="id")
     auth_id: Optional[uuid.UUID] = Field(alias="auth_id")

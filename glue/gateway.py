@@ -59,6 +59,10 @@ class Receipt:
     duplicate: bool
     # The confirmation of a consent keyword (STOP, START ...), to send back; None for other messages.
     consent_reply: str | None = None
+    # What a link code or its confirmation did (code_held, linked, code_expired, ...); None for any
+    # other message. link_account is the account it links to, masked (a***@example.com).
+    link_code: str | None = None
+    link_account: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Receipt:
@@ -68,6 +72,8 @@ class Receipt:
             user_created=bool(row["user_created"]),
             duplicate=bool(row["duplicate"]),
             consent_reply=row.get("consent_reply"),
+            link_code=row.get("link_code"),
+            link_account=row.get("link_account"),
         )
 
 
@@ -103,7 +109,8 @@ class PsycopgGateway:
     """receive_whatsapp_message over a psycopg async pool, one statement (one round trip) per call."""
 
     SQL = (
-        "select user_id, message_id, user_created, duplicate, consent_reply from public.receive_whatsapp_message("
+        "select user_id, message_id, user_created, duplicate, consent_reply, link_code, link_account"
+        " from public.receive_whatsapp_message("
         "message_sid => %(message_sid)s, phone => %(phone)s, body => %(body)s,"
         " profile_name => %(profile_name)s, media => %(media)s::jsonb,"
         " whatsapp_user_id => %(whatsapp_user_id)s)"

@@ -39,6 +39,7 @@ ORDER = {
     "users": "created_at, phone_number",
     "whatsapp_messages": "received_at, message_sid",
     "whatsapp_number_reassignments": "created_at, phone_number",
+    "user_merges": "created_at, outcome",
 }
 GATEWAYS = ["psycopg", "supabase"]
 SERVICE_KEY = api_key("service_role")

@@ -66,6 +66,16 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "authenticated": EXECUTE,
         "service_role": NOTHING,
     },
+    ("table", "public.whatsapp_settings"): {
+        "anon": NOTHING,
+        "authenticated": NOTHING,
+        "service_role": EVERYTHING,
+    },
+    ("function", "public.create_whatsapp_link_code()"): {
+        "anon": NOTHING,
+        "authenticated": EXECUTE,
+        "service_role": NOTHING,
+    },
     ("function", "public.forget_user(uuid)"): {
         "anon": NOTHING,
         "authenticated": NOTHING,

@@ -38,6 +38,7 @@ from twilio.request_validator import RequestValidator
 from glue.app import create_app
 from glue.gateway import PsycopgGateway
 from glue.hooks import Sender
+from glue.link_codes import link_reply
 from glue.settings import WEBHOOK_PATH
 from glue.simulate import inbound_params, message_sid
 from glue.twilio_request import InboundMessage, check_signature, parse_form
@@ -627,3 +628,26 @@ def test_supabase_rpc_path_with_the_stack_down_is_503(client: httpx.Client) -> N
         "database unavailable",
     )
     assert ready.status_code == 503
+
+
+def test_a_link_code_is_answered_by_the_relay_and_never_reaches_the_hook(
+    relay: RelayServer, client: httpx.Client, db: Database, hook: HookRecorder
+) -> None:
+    """A link code and its YES get the link replies; the hook sees only the ordinary message before them."""
+    assert post(client, relay.url, inbound_params(PHONE, "hello")).status_code == 200
+    with psycopg.connect(db.url("postgres"), autocommit=True) as conn:
+        conn.execute(
+            "insert into auth.users (instance_id, id, aud, role, email, email_confirmed_at, created_at, updated_at)"
+            " values ('00000000-0000-0000-0000-000000000000', 'a0000000-0000-0000-0000-00000000000a',"
+            " 'authenticated', 'authenticated', 'ada@example.com', now(), now(), now())"
+        )
+        conn.execute(
+            "insert into private.whatsapp_link_codes (auth_id, code_hash, expires_at) values"
+            " ('a0000000-0000-0000-0000-00000000000a', extensions.digest('LINK-7KQ2MX', 'sha256'),"
+            " now() + interval '10 minutes')"
+        )
+    held = post(client, relay.url, inbound_params(PHONE, "link-7kq2mx"))
+    linked = post(client, relay.url, inbound_params(PHONE, "yes"))
+    assert (held.status_code, held.text) == (200, twiml(link_reply("code_held", "a***@example.com")))
+    assert (linked.status_code, linked.text) == (200, twiml(link_reply("linked", "a***@example.com")))
+    assert [message.body for _, message in hook.calls] == ["hello"]

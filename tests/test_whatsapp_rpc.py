@@ -158,7 +158,7 @@ def test_redeliveries_racing_an_erasure_answer_in_full_or_ask_for_a_retry(db: Da
                 outcomes[str(error.sqlstate)] = outcomes.get(str(error.sqlstate), 0) + 1
                 continue
             assert row is not None
-            # consent_reply is null for a message that is no consent keyword; the receipt is the rest.
+            # consent_reply and the link columns are null for an ordinary message; the receipt is the rest.
             if None in (row["user_id"], row["message_id"], row["user_created"], row["duplicate"]):
                 incomplete.append(row)
             key = "duplicate" if row["duplicate"] else "stored"

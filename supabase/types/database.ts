@@ -121,6 +121,20 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"whatsapp_settings": {
+                  Row: {
+                    "business_number": string,"id": boolean,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "business_number": string,"id"?: boolean,"updated_at"?: string
+                  }
+                  Update: {
+                    "business_number"?: string,"id"?: boolean,"updated_at"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
                 }
           }
           Views: {
@@ -189,6 +203,14 @@ isOneToOne: false
         isOneToOne: false
         isSetofReturn: true
       } },
+"create_whatsapp_link_code":
+{ Args: Record<PropertyKey, never>; Returns: Database["public"]['CompositeTypes']["whatsapp_link_code"]
+                          SetofOptions: {
+        from: "*"
+        to: "whatsapp_link_code"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
 "forget_user":
 { Args: { "user_id": string }; Returns: {
               "rows_removed": number,"table_name": string
@@ -221,7 +243,7 @@ isOneToOne: false
       } },
 "receive_whatsapp_message":
 { Args: { "body": string,"media"?: Json,"message_sid": string,"phone": string,"profile_name"?: string,"whatsapp_user_id"?: string }; Returns: {
-              "consent_reply": string,"duplicate": boolean,"message_id": string,"user_created": boolean,"user_id": string
+              "consent_reply": string,"duplicate": boolean,"link_account": string,"link_code": string,"message_id": string,"user_created": boolean,"user_id": string
             }[]
                            },
 "record_whatsapp_status":
@@ -307,7 +329,9 @@ isOneToOne: false
             [_ in never]: never
           }
           CompositeTypes: {
-            "whatsapp_sender": {
+            "whatsapp_link_code": {
+                        "code": string | null,"expires_at": string | null,"whatsapp_url": string | null
+                      },"whatsapp_sender": {
                         "id": string | null,"auth_id": string | null,"phone_number": string | null,"whatsapp_user_id": string | null,"email": string | null,"full_name": string | null,"created_at": string | null,"updated_at": string | null,"created": boolean | null
                       }
           }

@@ -20,6 +20,7 @@ const ORDER: Record<string, string> = {
   users: "created_at, phone_number",
   whatsapp_messages: "received_at, message_sid",
   whatsapp_number_reassignments: "created_at, phone_number",
+  user_merges: "created_at, outcome",
 };
 
 const databasesJson = Deno.env.get("CONTRACT_DATABASES");

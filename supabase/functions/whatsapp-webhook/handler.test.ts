@@ -105,7 +105,14 @@ function fakeGateway(): Gateway & { calls: number } {
       this.calls++;
       const duplicate = seen.has(message.messageSid);
       seen.add(message.messageSid);
-      return Promise.resolve({ userId: "u1", messageId: "m1", userCreated: true, duplicate });
+      return Promise.resolve({
+        userId: "u1",
+        messageId: "m1",
+        userCreated: true,
+        duplicate,
+        linkCode: null,
+        linkAccount: null,
+      });
     },
     close: () => Promise.resolve(),
   };

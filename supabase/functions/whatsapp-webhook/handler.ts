@@ -9,8 +9,8 @@
  * 3. read the message (400 without From or MessageSid; an SMS, From without whatsapp:, gets an empty 200
  *    and is not stored), one call of public.receive_whatsapp_message
  *    (400 when the database refuses an argument, 503 with Retry-After when it is unreachable or late);
- * 4. 200 with TwiML: the welcome reply when this MessageSid created the user, then the hook's reply
- *    (first delivery only).
+ * 4. 200 with TwiML: the welcome reply when this MessageSid created the user, then what a link code or its
+ *    YES did, or else the hook's reply (first delivery only).
  *
  * The database is reached with postgres.js over SUPABASE_DB_URL (or DATABASE_URL), one statement per
  * webhook, never a prepared statement, so Supabase's transaction pooler (port 6543) works too.
@@ -85,6 +85,10 @@ export interface Receipt {
   duplicate: boolean;
   /** The confirmation of a consent keyword (STOP, START ...), to send back; null otherwise. */
   consentReply?: string | null;
+  /** What a link code or its YES did (code_held, linked, code_expired, ...); null for any other message. */
+  linkCode: string | null;
+  /** The account the code links to, masked (a***@example.com). */
+  linkAccount: string | null;
 }
 
 /** The sender as a reply hook sees it. */
@@ -577,6 +581,27 @@ export function worthAnotherTry(error: unknown): boolean {
   return ["08", "40"].includes(error.code.slice(0, 2)) || CONNECTION_LOST.includes(error.code);
 }
 
+// --- link codes ----------------------------------------------------------------------------------------
+
+const LINK_REPLIES: Record<string, string> = {
+  code_expired: "That link code has expired. Make a new one in the app and send it again.",
+  code_unknown: "That link code is not valid. Check it in the app, or make a new one.",
+  linked_elsewhere: "This WhatsApp is already linked to another account, so nothing was changed.",
+  account_has_whatsapp: "That app account is already linked to another WhatsApp, so nothing was changed.",
+  too_many_tries: "Too many link codes were tried from this WhatsApp. Please try again in an hour.",
+  refused: "The link could not be made, and nothing was changed. Please contact support.",
+};
+
+/** The reply for a link-code outcome (the receipt's link_code), as glue/link_codes.py words it. */
+export function linkReply(outcome: string, account: string | null): string {
+  if (outcome === "code_held") {
+    return `This links your WhatsApp to the app account ${account}. Reply YES within 5 minutes to confirm.` +
+      " If you did not ask for this, do not reply.";
+  }
+  if (outcome === "linked") return `Done: your WhatsApp is linked to the app account ${account}.`;
+  return LINK_REPLIES[outcome] ?? LINK_REPLIES.refused;
+}
+
 /** receive_whatsapp_message over postgres.js: one statement per call, no prepared statements. */
 export function postgresGateway(url: string, options: { poolSize?: number; timeout?: number } = {}): Gateway {
   const timeout = options.timeout ?? 5;
@@ -598,9 +623,12 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
         user_created: boolean;
         duplicate: boolean;
         consent_reply: string | null;
+        link_code: string | null;
+        link_account: string | null;
       }[]
     >`
-      select user_id, message_id, user_created, duplicate, consent_reply from public.receive_whatsapp_message(
+      select user_id, message_id, user_created, duplicate, consent_reply, link_code, link_account
+      from public.receive_whatsapp_message(
         message_sid => ${args.message_sid}, phone => ${args.phone}, body => ${args.body},
         profile_name => ${args.profile_name}, media => ${
       sql.json(args.media as unknown as postgres.JSONValue)
@@ -659,6 +687,8 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
         userCreated: row.user_created,
         duplicate: row.duplicate,
         consentReply: row.consent_reply,
+        linkCode: row.link_code ?? null,
+        linkAccount: row.link_account ?? null,
       };
     },
     async close() {
@@ -760,8 +790,13 @@ export function createRelay(env: Env, options: RelayOptions = {}): Relay {
     const replies: string[] = [];
     if (receipt.userCreated && settings.welcomeReply) replies.push(settings.welcomeReply);
     if (receipt.consentReply) replies.push(receipt.consentReply);
-    // A consent keyword is answered by its confirmation alone: nothing else after a STOP.
-    if (hook !== undefined && !receipt.duplicate && !receipt.consentReply) {
+    if (receipt.linkCode !== null) {
+      // A link code or its YES: the database has acted on it, the reply says what happened, and the
+      // hook (the application's conversation) does not see it.
+      fields.link_code = receipt.linkCode;
+      replies.push(linkReply(receipt.linkCode, receipt.linkAccount));
+    } else if (hook !== undefined && !receipt.duplicate && !receipt.consentReply) {
+      // A consent keyword is answered by its confirmation alone: nothing else after a STOP.
       const sender = {
         userId: receipt.userId,
         created: receipt.userCreated,
