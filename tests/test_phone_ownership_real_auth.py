@@ -69,7 +69,7 @@ def test_a_pending_change_does_not_capture_the_victims_verification(
     }
     reasons = sql.execute(
         "select reason from public.user_merges where auth_id = %s and outcome = 'refused'",
-        (attacker.user_id,),
+        (confirmed.user_id,),
     ).fetchall()
     assert reasons and all("pending" in r["reason"] for r in reasons), reasons
 
