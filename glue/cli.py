@@ -255,7 +255,9 @@ def worker(args: argparse.Namespace) -> int:
     client = Client(
         settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(), http_client=http
     )
-    callback = f"{settings.public_base_url}{STATUS_PATH}" if settings.public_base_url else None
+    callback = settings.status_callback_url or (
+        f"{settings.public_base_url}{STATUS_PATH}" if settings.public_base_url else None
+    )
     config = WorkerConfig(
         from_address=settings.twilio_whatsapp_from,
         messaging_service_sid=settings.twilio_messaging_service_sid,
