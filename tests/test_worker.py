@@ -15,8 +15,8 @@ from actors import Database, Postgrest
 from outbox_support import TEMPLATE, race, receive, send_sql
 from relay_support import RelayServer
 from twilio.rest import Client
-from twilio_standin import ACCOUNT, TOKEN, TwilioStandIn
 
+from glue.devdb.twilio_api import ACCOUNT, TOKEN, TwilioStandIn
 from glue.worker import RedirectedHttpClient, Tally, WorkerConfig, reconcile_pass, run_once, send_pass
 
 Conn = psycopg.Connection[dict[str, Any]]
