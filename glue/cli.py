@@ -14,6 +14,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from glue.settings import WEBHOOK_PATH, Settings
+from glue.status_callback import STATUS_PATH
 
 if TYPE_CHECKING:
     from glue.devdb import EmbeddedPostgres, LocalAuth
@@ -120,6 +121,84 @@ def _start_local_auth(
     )
 
 
+DEV_SENDER = "whatsapp:+14155238886"  # the number `glue simulate` writes to by default
+
+# A template the local stand-in accepts; a real one is an HX... SID from Twilio's Content API.
+DEV_TEMPLATE = "HX" + "0" * 32
+
+
+class DevOutbox:
+    """`glue dev`'s outbox: the Messages API stand-in on a loopback port and a worker loop in a thread.
+
+    Each message the worker sends is printed with the `glue simulate --status` command that reports it
+    delivered, signed for the message's own StatusCallback URL, as Twilio would call it.
+    """
+
+    def __init__(self, database_url: str, relay_base: str, relay_token: str, interval: float) -> None:
+        import threading
+
+        from twilio.rest import Client
+
+        from glue.devdb.api import BackgroundServer
+        from glue.devdb.server import free_port
+        from glue.devdb.twilio_api import ACCOUNT, TOKEN, TwilioStandIn
+        from glue.worker import RedirectedHttpClient, WorkerConfig
+
+        self.database_url = database_url
+        self.relay_token = relay_token
+        self.interval = interval
+        self.standin = TwilioStandIn()
+        self.port = free_port()
+        self.api = BackgroundServer(self.standin.app, self.port)
+        http = RedirectedHttpClient(f"http://127.0.0.1:{self.port}")
+        self.client = Client(ACCOUNT, TOKEN, http_client=http)
+        self.config = WorkerConfig(from_address=DEV_SENDER, status_callback_url=relay_base + STATUS_PATH)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="glue-dev-worker", daemon=True)
+
+    def start(self) -> None:
+        self.api.start()
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=30)
+        self.api.stop()
+
+    def _loop(self) -> None:
+        from glue.worker import run_once
+
+        while not self.stopping.is_set():
+            try:
+                tally = run_once(self.database_url, self.client, self.config)
+            except Exception as error:  # the database going away at Ctrl-C, a bad row: say so, go on
+                print(f"[worker] pass failed: {type(error).__name__}: {error}", flush=True)
+                self.stopping.wait(self.interval)
+                continue
+            for sid in tally.sids:
+                self._print_sent(sid)
+            if tally.failed or tally.unknown or tally.reconciled or tally.requeued:
+                print(
+                    f"[worker] failed {tally.failed}, unknown {tally.unknown},"
+                    f" reconciled {tally.reconciled}, requeued {tally.requeued}",
+                    flush=True,
+                )
+            if not tally.sids:
+                self.stopping.wait(self.interval)
+
+    def _print_sent(self, sid: str) -> None:
+        message = self.standin.find(sid) or {}
+        callback = message.get("callback") or ""
+        print(
+            f"[worker] sent {sid} to {message.get('to')} (Twilio stand-in); report it delivered:", flush=True
+        )
+        print(
+            f"  TWILIO_AUTH_TOKEN={self.relay_token} glue simulate --url '{callback}'"
+            f" --status {sid} --message-status delivered",
+            flush=True,
+        )
+
+
 def dev(args: argparse.Namespace) -> int:
     """The local platform with migrations and seed, and the relay on it with a generated token."""
     from glue.app import create_app
@@ -134,6 +213,7 @@ def dev(args: argparse.Namespace) -> int:
     server = start_local_platform(seed=True)
     auth = None
     api = None
+    outbox: DevOutbox | None = None
     try:
         auth, api, auth_lines = _start_local_auth(server)
         token = secrets.token_hex(16)
@@ -170,12 +250,32 @@ def dev(args: argparse.Namespace) -> int:
         print("Look at what was stored:")
         print(f'  psql {database_url} -c "select * from public.users"')
         print("Ctrl-C stops the relay and the database, and removes its data.", flush=True)
+        outbox = DevOutbox(database_url, f"http://127.0.0.1:{port}", token, settings.worker_interval)
+        outbox.start()
+        print()
+        print(
+            f"Outbox: a worker sends queued messages to a stand-in of Twilio's API (http://127.0.0.1:{outbox.port})."
+        )
+        # A template, because free-form text needs a message from the person in the last 24 hours.
+        print("Queue a (template) message to Amara as the service role:")
+        print(
+            f'  psql {database_url} -c "set role service_role; select id, status from'
+            " public.send_whatsapp_message((select id from public.users where phone_number = '+14155550101'),"
+            f" 'hello-1', content_sid => '{DEV_TEMPLATE}')\""
+        )
+        print("The worker prints a [worker] line for each message it sends, with the command that reports it")
+        print("delivered as Twilio's status callback would. Then look at its status:")
+        print(
+            f'  psql {database_url} -c "select status, message_sid from public.outbound_messages"', flush=True
+        )
         config = uvicorn.Config(app, host="127.0.0.1", port=port, **_uvicorn_options(settings))
         configure_logging(settings.log_level)  # after uvicorn's Config, which applies its own logging setup
         # uvicorn re-raises Ctrl-C once it has shut down; that is the normal way out of `glue dev`.
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.Server(config).run()
     finally:
+        if outbox is not None:
+            outbox.stop()
         if api is not None:
             api.stop()
         if auth is not None:
@@ -186,14 +286,19 @@ def dev(args: argparse.Namespace) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    """Send one signed Twilio-style message to a running relay and print the TwiML reply."""
-    from glue.simulate import default_url, inbound_params, send
+    """Send one signed Twilio-style message (or, with --status, a status callback) to a running relay."""
+    from glue.simulate import default_status_url, default_url, inbound_params, send
 
     settings = Settings()
     configured = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
     token = args.token or configured
     if not token:
         print("glue simulate: set TWILIO_AUTH_TOKEN (or --token) to the relay's token", file=sys.stderr)
+        return 2
+    if args.status is not None:
+        return _simulate_status(args, token, args.url or default_status_url(settings.host, settings.port))
+    if args.sender is None:
+        print("glue simulate: --from is required (or --status SID for a status callback)", file=sys.stderr)
         return 2
     url = args.url or default_url(settings.host, settings.port)
     media = [(u, "image/jpeg") for u in args.media_url]
@@ -208,6 +313,28 @@ def simulate(args: argparse.Namespace) -> int:
         print(f"glue simulate: {url}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(f"{response.status_code} {response.reason_phrase}  MessageSid={params['MessageSid']}")
+    print(response.text)
+    return 0 if response.status_code == 200 else 1
+
+
+def _simulate_status(args: argparse.Namespace, token: str, url: str) -> int:
+    """Send one signed status callback for MessageSid `args.status` and print the relay's answer."""
+    import httpx
+
+    from glue.simulate import send, status_params
+
+    params = status_params(
+        args.status, args.message_status, sender=args.to, recipient=args.sender, error_code=args.error_code
+    )
+    try:
+        response = send(url, params, token)
+    except httpx.HTTPError as error:
+        print(f"glue simulate: {url}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{response.status_code} {response.reason_phrase}  MessageSid={args.status}"
+        f" MessageStatus={args.message_status}"
+    )
     print(response.text)
     return 0 if response.status_code == 200 else 1
 
@@ -230,7 +357,6 @@ def worker(args: argparse.Namespace) -> int:
 
     from twilio.rest import Client
 
-    from glue.status_callback import STATUS_PATH
     from glue.worker import RedirectedHttpClient, WorkerConfig, run_once
 
     settings = Settings()
@@ -255,7 +381,9 @@ def worker(args: argparse.Namespace) -> int:
     client = Client(
         settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(), http_client=http
     )
-    callback = f"{settings.public_base_url}{STATUS_PATH}" if settings.public_base_url else None
+    callback = settings.status_callback_url or (
+        f"{settings.public_base_url}{STATUS_PATH}" if settings.public_base_url else None
+    )
     config = WorkerConfig(
         from_address=settings.twilio_whatsapp_from,
         messaging_service_sid=settings.twilio_messaging_service_sid,
@@ -302,11 +430,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="relay port (default PORT, or a free one)")
     p.set_defaults(run=dev)
 
-    p = commands.add_parser("simulate", help="send a signed Twilio-style WhatsApp message to a relay")
-    p.add_argument("--from", dest="sender", required=True, help="sender phone, e.g. +14155550123")
+    p = commands.add_parser(
+        "simulate", help="send a signed Twilio-style WhatsApp message (or a status callback) to a relay"
+    )
+    p.add_argument(
+        "--from", dest="sender", help="sender phone, e.g. +14155550123 (with --status: the recipient)"
+    )
     p.add_argument("--body", default="", help="message text")
-    p.add_argument("--url", help=f"relay webhook URL (default http://HOST:PORT{WEBHOOK_PATH})")
+    p.add_argument(
+        "--url",
+        help=f"relay URL (default http://HOST:PORT{WEBHOOK_PATH}, with --status http://HOST:PORT{STATUS_PATH};"
+        " give the message's StatusCallback URL, query string included, to settle a message by its id)",
+    )
     p.add_argument("--to", default="whatsapp:+14155238886", help="your WhatsApp sender number")
+    p.add_argument(
+        "--status", metavar="MESSAGE_SID", help="send a status callback for this outbound MessageSid"
+    )
+    p.add_argument(
+        "--message-status",
+        default="delivered",
+        choices=["queued", "sent", "delivered", "read", "undelivered", "failed"],
+        help="the status to report with --status (default delivered)",
+    )
+    p.add_argument("--error-code", type=int, help="Twilio's ErrorCode to report with --status")
     p.add_argument("--profile-name", help="the sender's WhatsApp display name")
     p.add_argument("--sid", help="MessageSid to use (repeat one to simulate a redelivery)")
     p.add_argument("--media-url", action="append", default=[], help="attach a media URL (repeatable)")

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     twilio_whatsapp_from: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_api_base_url: str | None = None
+    # Where Twilio reports each message's status: PUBLIC_BASE_URL + /twilio/status unless set
+    # (the Edge Function's is https://<ref>.supabase.co/functions/v1/whatsapp-webhook/status).
+    status_callback_url: str | None = None
     worker_interval: float = Field(default=1.0, gt=0)
     twilio_auth_token_secondary: SecretStr | None = None
     public_base_url: str | None = None

@@ -1,5 +1,5 @@
-"""`glue simulate`: a correctly signed Twilio-style inbound WhatsApp request, for trying the relay
-without a Twilio account."""
+"""`glue simulate`: a correctly signed Twilio-style inbound WhatsApp request, or a status callback for
+an outbound message, for trying the relay without a Twilio account."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from glue.settings import WEBHOOK_PATH
+from glue.status_callback import STATUS_PATH
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -54,14 +55,45 @@ def inbound_params(
     return params
 
 
+def status_params(
+    sid: str,
+    status: str,
+    *,
+    sender: str = "whatsapp:+14155238886",
+    recipient: str | None = None,
+    error_code: int | None = None,
+    account_sid: str = "AC" + "0" * 32,
+) -> dict[str, str]:
+    """The parameters Twilio posts to a message's StatusCallback when its status changes."""
+    params = {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": account_sid,
+        "ApiVersion": "2010-04-01",
+        "ChannelPrefix": "whatsapp",
+        "From": sender if sender.startswith("whatsapp:") else f"whatsapp:{sender}",
+    }
+    if recipient is not None:
+        params["To"] = recipient if recipient.startswith("whatsapp:") else f"whatsapp:{recipient}"
+    if error_code is not None:
+        params["ErrorCode"] = str(error_code)
+    return params
+
+
 def signed_headers(url: str, params: dict[str, str], token: str) -> dict[str, str]:
     """The headers Twilio would send: the signature over `url` and every parameter."""
     return {SIGNATURE_HEADER: RequestValidator(token).compute_signature(url, params)}
 
 
-def default_url(host: str, port: int) -> str:
+def default_url(host: str, port: int, path: str = WEBHOOK_PATH) -> str:
     host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
-    return f"http://{host}:{port}{WEBHOOK_PATH}"
+    return f"http://{host}:{port}{path}"
+
+
+def default_status_url(host: str, port: int) -> str:
+    return default_url(host, port, STATUS_PATH)
 
 
 def send(url: str, params: dict[str, str], token: str, timeout: float = 20.0) -> httpx.Response:

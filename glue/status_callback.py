@@ -8,6 +8,7 @@ Any valid callback gets 200, even for a message not in the outbox: Twilio has no
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ from glue.settings import Settings
 from glue.twilio_request import SIGNATURE_HEADER, Form, check_allowed, check_signature, parse_form, public_url
 
 STATUS_PATH = "/twilio/status"
+# ASCII digits only (str.isdigit() also takes "²", which int() refuses), and few enough to fit the
+# database's integer: Twilio's error codes have five.
+ERROR_CODE = re.compile(r"[0-9]{1,9}")
+# The form the worker writes; uuid.UUID() would also take braces, urn:uuid: and misplaced hyphens.
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class StatusReport:
 
 def read_status(form: Form, query: dict[str, str]) -> StatusReport:
     """The callback's fields, or BadRequest naming the one missing or malformed."""
+    for name in ("MessageSid", "MessageStatus"):
+        if "\x00" in form.get(name, ""):
+            raise BadRequest(f"{name} contains a NUL character")  # PostgreSQL text cannot hold one
     sid = form.get("MessageSid", "").strip()
     status = form.get("MessageStatus", "").strip()
     if not sid:
@@ -51,13 +60,12 @@ def read_status(form: Form, query: dict[str, str]) -> StatusReport:
     if not status:
         raise BadRequest("MessageStatus is required")
     code = form.get("ErrorCode", "").strip()
-    if code and not code.isdigit():
-        raise BadRequest("ErrorCode must be a number")
+    if code and not ERROR_CODE.fullmatch(code):
+        raise BadRequest("ErrorCode must be a number of at most 9 digits")
     outbound = query.get("outbound_message_id")
-    try:
-        outbound_id = uuid.UUID(outbound) if outbound else None
-    except ValueError:
-        raise BadRequest("outbound_message_id must be a uuid") from None
+    if outbound and not UUID.fullmatch(outbound):
+        raise BadRequest("outbound_message_id must be a uuid")
+    outbound_id = uuid.UUID(outbound) if outbound else None
     return StatusReport(sid, status, int(code) if code else None, outbound_id)
 
 

@@ -388,3 +388,109 @@ def test_dev_serves_the_app_half_at_a_supabase_url(tmp_path: Path, clean_env: py
     finally:
         code = stop(process, lines)
     assert code == 0
+
+
+# --- the outbox in glue dev, and glue simulate --status -------------------------------------------------
+
+SENT_SID = "SM" + "ab" * 16
+OUTBOUND_ID = "00000000-0000-4000-8000-0000000000a1"
+
+
+def sent_outbound_message(db: Database) -> None:
+    """One outbound message to +14155550123 that a worker has sent as SENT_SID."""
+    with db.connect("postgres") as conn:
+        conn.execute("select public.receive_whatsapp_message('SMin', '+14155550123', 'hi')")
+        conn.execute(
+            "insert into public.outbound_messages (id, user_id, to_address, content_sid, idempotency_key,"
+            " status, message_sid, attempts) select %s, id, 'whatsapp:+14155550123', 'HX1', 'k', 'sent', %s, 1"
+            " from public.users",
+            (OUTBOUND_ID, SENT_SID),
+        )
+
+
+def outbound_status(database_url: str) -> list[tuple[str, str]]:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("select status, message_sid from public.outbound_messages").fetchall()
+    return [(str(status), str(sid)) for status, sid in rows]
+
+
+def run_glue(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GLUE, *args],
+        env=child_env(**env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_simulate_status_sends_a_signed_callback_that_moves_the_message(
+    relay: RelayServer, db: Database, tmp_path: Path
+) -> None:
+    """`glue simulate --status SID --message-status read` reaches POST /twilio/status signed: 200 and the message is read."""
+    sent_outbound_message(db)
+    url = f"{relay.base}/twilio/status"
+    result = run_glue(
+        "simulate", "--url", url, "--status", SENT_SID, "--message-status", "read", TWILIO_AUTH_TOKEN=TOKEN
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"200 OK  MessageSid={SENT_SID} MessageStatus=read", "ok"]
+    assert outbound_status(db.url("postgres")) == [("read", SENT_SID)]
+
+
+def test_simulate_status_with_the_wrong_token_is_refused(relay: RelayServer, db: Database) -> None:
+    """A status callback signed with another token shows 403, exits 1 and leaves the message sent."""
+    sent_outbound_message(db)
+    result = run_glue(
+        "simulate", "--url", f"{relay.base}/twilio/status", "--status", SENT_SID, TWILIO_AUTH_TOKEN="f" * 32
+    )
+    assert (result.returncode, result.stdout.splitlines()[0]) == (
+        1,
+        f"403 Forbidden  MessageSid={SENT_SID} MessageStatus=delivered",
+    )
+    assert outbound_status(db.url("postgres")) == [("sent", SENT_SID)]
+
+
+def test_simulate_needs_from_or_status(tmp_path: Path) -> None:
+    """Without --from and without --status, simulate exits 2 and names both."""
+    result = run_glue("simulate", "--url", "http://127.0.0.1:9/twilio/webhook", TWILIO_AUTH_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert "--from is required (or --status SID for a status callback)" in result.stderr
+
+
+def test_dev_sends_a_queued_message_and_its_printed_command_reports_it_delivered(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    """In `glue dev` a message queued as the service role is sent to the Twilio stand-in, and the printed
+    `glue simulate --status` command, run as printed, makes it delivered."""
+    import shlex
+
+    import psycopg
+
+    process, lines = start_dev(tmp_path)
+    try:
+        database_url = lines.until(r"^  DATABASE_URL=(\S+)$").group(1)
+        queue_sql = lines.until(
+            r"^  psql \S+ -c (\"set role service_role; .*send_whatsapp_message.*\")$"
+        ).group(1)
+        lines.until(r"Uvicorn running|Application startup complete")
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            for statement in shlex.split(queue_sql)[0].split("; "):
+                conn.execute(statement)
+        sid = lines.until(r"^\[worker\] sent (SM[0-9a-f]{32}) to whatsapp:\+14155550101 ").group(1)
+        command = lines.until(rf"^  (TWILIO_AUTH_TOKEN=\S+ glue simulate .* --status {sid} .*)$").group(1)
+        assert outbound_status(database_url) == [("sent", sid)]
+        assignment, _, *argv = shlex.split(command)
+        name, token = assignment.split("=", 1)
+        result = run_glue(*argv, **{name: token})
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert outbound_status(database_url) == [("delivered", sid)]
+        logged = json.loads(lines.until(r'^\{.*"path":"/twilio/status".*\}$').string)
+        assert (logged["status"], logged["outbound_status"]) == (200, "delivered")
+    finally:
+        code = stop(process, lines)
+    assert code == 0
+    assert not [line for line in lines.seen if line.startswith("[worker] pass failed")]

@@ -30,16 +30,20 @@ from glue.devdb.auth import LOCAL_JWT_SECRET, api_key
 from glue.devdb.server import free_port
 from glue.gateway import Gateway, PsycopgGateway, SupabaseGateway
 from glue.settings import WEBHOOK_PATH, Settings
+from glue.status_callback import STATUS_PATH
 
 CONTRACT = Path(__file__).resolve().parent / "contract"
 SETTINGS: dict[str, Any] = json.loads((CONTRACT / "settings.json").read_text())
 PUBLIC_URL: str = SETTINGS["public_url"]
+# glue serves status callbacks beside the webhook, at PUBLIC_BASE_URL + /twilio/status.
+PUBLIC_STATUS_URL = PUBLIC_URL.removesuffix(WEBHOOK_PATH) + STATUS_PATH
 CASES = sorted((CONTRACT / "cases").glob("*.json"))
 ORDER = {
     "users": "created_at, phone_number",
     "whatsapp_messages": "received_at, message_sid",
     "whatsapp_number_reassignments": "created_at, phone_number",
     "user_merges": "created_at, outcome",
+    "outbound_messages": "queued_at, id",
 }
 GATEWAYS = ["psycopg", "supabase"]
 SERVICE_KEY = api_key("service_role")
@@ -73,17 +77,21 @@ def signature_headers(request: dict[str, Any], sent: Pairs, internal_url: str) -
     if "header" in spec:
         return {"X-Twilio-Signature": spec["header"]}
     query = f"?{request['query']}" if request.get("query") else ""
-    url = {"public": PUBLIC_URL + query, "internal": internal_url + query}.get(
-        spec.get("url", "public"), spec.get("url")
-    )
+    public = PUBLIC_STATUS_URL if request.get("route") == "status" else PUBLIC_URL
+    url = {
+        "public": public + query,
+        "public_without_query": public,
+        "internal": internal_url + query,
+    }.get(spec.get("url", "public"), spec.get("url"))
     signed = pairs(spec["params"]) if "params" in spec else sent
     token = SETTINGS["tokens"][spec.get("token", "primary")]
     signature = RequestValidator(token).compute_signature(url, ImmutableMultiDict(signed))
     return {"X-Twilio-Signature": signature}
 
 
-def send(client: httpx.Client, relay_url: str, request: dict[str, Any]) -> httpx.Response:
-    """One request of a case, as the case describes it."""
+def send(client: httpx.Client, relay: RelayServer, request: dict[str, Any]) -> httpx.Response:
+    """One request of a case, as the case describes it, to the webhook or (route "status") the status route."""
+    relay_url = relay.base + STATUS_PATH if request.get("route") == "status" else relay.url
     sent = pairs(request.get("params", []))
     body = request["raw_body"] if "raw_body" in request else urlencode(sent)
     headers = signature_headers(request, sent, relay_url)
@@ -173,10 +181,10 @@ def test_glue_relay_keeps_the_contract(path: Path, kind: str, db: Database) -> N
             if request.get("lock_messages_table"):
                 with db.connect("postgres", autocommit=False) as locker:
                     locker.execute("lock table public.whatsapp_messages in access exclusive mode")
-                    response = send(client, relay.url, request)
+                    response = send(client, relay, request)
                     locker.rollback()
             else:
-                response = send(client, relay.url, request)
+                response = send(client, relay, request)
             check_response(response, request["expect"], where)
     if "stored" in case:
         assert stored(db, case["stored"]) == case["stored"]

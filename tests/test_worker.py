@@ -15,8 +15,8 @@ from actors import Database, Postgrest
 from outbox_support import TEMPLATE, race, receive, send_sql
 from relay_support import RelayServer
 from twilio.rest import Client
-from twilio_standin import ACCOUNT, TOKEN, TwilioStandIn
 
+from glue.devdb.twilio_api import ACCOUNT, TOKEN, TwilioStandIn
 from glue.worker import RedirectedHttpClient, Tally, WorkerConfig, reconcile_pass, run_once, send_pass
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -181,3 +181,28 @@ def test_glue_worker_says_what_is_missing(tmp_path: Any) -> None:
     )
     assert result.returncode == 2
     assert "DATABASE_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN" in result.stderr
+
+
+def test_glue_worker_points_status_callbacks_at_status_callback_url(
+    db: Database, sql: Conn, postgrest: Postgrest, standin: tuple[TwilioStandIn, RelayServer], tmp_path: Any
+) -> None:
+    """STATUS_CALLBACK_URL (the Edge Function's URL + /status) is the StatusCallback each message names, with its id."""
+    fake, server = standin
+    [message_id] = queue(sql, postgrest, 1)
+    edge = "https://ref.supabase.co/functions/v1/whatsapp-webhook/status"
+    env = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": db.url("postgres"),
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886",
+        "TWILIO_API_BASE_URL": server.base,
+        "PUBLIC_BASE_URL": "https://relay.example.com",
+        "STATUS_CALLBACK_URL": edge,
+    }
+    glue = str(Path(sys.executable).with_name("glue"))
+    result = subprocess.run(
+        [glue, "worker", "--once"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert [m["callback"] for m in fake.messages] == [f"{edge}?outbound_message_id={message_id}"]

@@ -16,11 +16,14 @@ const SETTINGS: Json = JSON.parse(await Deno.readTextFile(new URL("settings.json
 const PUBLIC_URL: string = SETTINGS.public_url;
 // What the function sees behind Supabase's gateway: not the URL Twilio called.
 const INTERNAL_URL = "http://edge-runtime.internal:9000/whatsapp-webhook";
+// A case's request with "route": "status" is a status callback, to the function's URL + /status.
+const STATUS_SUFFIX = "/status";
 const ORDER: Record<string, string> = {
   users: "created_at, phone_number",
   whatsapp_messages: "received_at, message_sid",
   whatsapp_number_reassignments: "created_at, phone_number",
   user_merges: "created_at, outcome",
+  outbound_messages: "queued_at, id",
 };
 
 const databasesJson = Deno.env.get("CONTRACT_DATABASES");
@@ -55,8 +58,14 @@ function signatureHeaders(request: Json, sent: Pairs): Record<string, string> {
   if (spec === null) return {};
   if ("header" in spec) return { "x-twilio-signature": spec.header };
   const query = request.query ? `?${request.query}` : "";
+  const suffix = request.route === "status" ? STATUS_SUFFIX : "";
+  const urls: Record<string, string> = {
+    public: PUBLIC_URL + suffix + query,
+    public_without_query: PUBLIC_URL + suffix,
+    internal: INTERNAL_URL + suffix + query,
+  };
   const where = spec.url ?? "public";
-  const url = where === "public" ? PUBLIC_URL + query : where === "internal" ? INTERNAL_URL + query : where;
+  const url = urls[where] ?? where;
   const params: Record<string, string | string[]> = {};
   for (const [name, val] of "params" in spec ? pairs(spec.params) : sent) {
     const seen = params[name];
@@ -76,7 +85,8 @@ function build(request: Json): Request {
   const headers = new Headers(signatureHeaders(request, sent));
   const contentType = "content_type" in request ? request.content_type : "application/x-www-form-urlencoded";
   if (contentType !== null) headers.set("content-type", contentType);
-  const url = INTERNAL_URL + (request.query ? `?${request.query}` : "");
+  const suffix = request.route === "status" ? STATUS_SUFFIX : "";
+  const url = INTERNAL_URL + suffix + (request.query ? `?${request.query}` : "");
   if (method !== "POST") return new Request(url, { method, headers });
   if (!request.chunked) {
     headers.set("content-length", String(bytes.byteLength));

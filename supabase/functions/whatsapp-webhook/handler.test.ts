@@ -9,9 +9,13 @@ import {
   escapeXml,
   type Form,
   type Gateway,
+  isStatusPath,
+  publicStatusUrl,
   publicUrl,
   readSettings,
+  readStatus,
   type Receipt,
+  type StatusReport,
   twiml,
 } from "./handler.ts";
 
@@ -172,4 +176,103 @@ Deno.test("a failing or late hook costs only its own reply", async () => {
     "timeout",
     undefined,
   ]]);
+});
+
+// --- status callbacks (the behaviour shared with glue's POST /twilio/status is in the contract's status_* cases)
+
+Deno.test("a path ending in /status is the status route; its signed URL is the function's URL + /status", () => {
+  const seen = "http://localhost:9999/whatsapp-webhook/status?outbound_message_id=x";
+  const settings = (env: Record<string, string>) => readSettings({ TWILIO_AUTH_TOKEN: TOKEN, ...env });
+  assert.deepStrictEqual(
+    [
+      isStatusPath(seen),
+      isStatusPath("http://localhost:9999/whatsapp-webhook/status/"),
+      isStatusPath("http://localhost:9999/whatsapp-webhook"),
+      isStatusPath("http://localhost:9999/whatsapp-webhook?next=/status"),
+      publicStatusUrl(seen, settings({ FUNCTION_URL: "https://x.example/functions/v1/whatsapp-webhook" })),
+      publicStatusUrl(seen, settings({ SUPABASE_URL: "https://ref.supabase.co" })),
+    ],
+    [
+      true,
+      true,
+      false,
+      false,
+      "https://x.example/functions/v1/whatsapp-webhook/status?outbound_message_id=x",
+      "https://ref.supabase.co/functions/v1/whatsapp-webhook/status?outbound_message_id=x",
+    ],
+  );
+});
+
+Deno.test("a status callback reads the last of repeated fields, trims them and lower-cases the outbound id", () => {
+  const form: Form = [
+    ["MessageSid", "SM1"],
+    ["MessageStatus", "sent"],
+    ["MessageStatus", " delivered "],
+    ["ErrorCode", "63016"],
+  ];
+  const url =
+    "http://internal/whatsapp-webhook/status?outbound_message_id=A0000000-0000-4000-8000-0000000000A1";
+  assert.deepStrictEqual(readStatus(form, url), {
+    messageSid: "SM1",
+    status: "delivered",
+    errorCode: 63016,
+    outboundMessageId: "a0000000-0000-4000-8000-0000000000a1",
+  });
+});
+
+async function signedStatus(params: Form): Promise<Request> {
+  const publicStatus = URL_ + "/status";
+  return new Request("http://internal:9000/whatsapp-webhook/status", {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-twilio-signature": await computeSignature(TOKEN, publicStatus, params),
+    },
+    body: new URLSearchParams(params).toString(),
+  });
+}
+
+const CALLBACK: Form = [["MessageSid", "SM1"], ["MessageStatus", "delivered"]];
+
+Deno.test("a status callback makes one recordStatus call and never reaches the webhook's RPC", async () => {
+  const gateway = fakeGateway();
+  const reports: StatusReport[] = [];
+  const lines: Record<string, unknown>[] = [];
+  // The same object, so that a call of receive() would show in gateway.calls.
+  gateway.recordStatus = (report) => (reports.push(report), Promise.resolve("delivered"));
+  const relay = createRelay(ENV, { gateway, log: (line) => lines.push(line) });
+  const response = await relay.fetch(await signedStatus(CALLBACK));
+  assert.deepStrictEqual([response.status, await response.text(), gateway.calls], [200, "ok", 0]);
+  assert.deepStrictEqual(reports, [
+    { messageSid: "SM1", status: "delivered", errorCode: null, outboundMessageId: null },
+  ]);
+  assert.deepStrictEqual(
+    [lines[0].path, lines[0].message_status, lines[0].outbound_status],
+    ["/whatsapp-webhook/status", "delivered", "delivered"],
+  );
+});
+
+Deno.test("a status callback signed for the webhook's URL (without /status) is 403", async () => {
+  const relay = createRelay(ENV, {
+    gateway: { ...fakeGateway(), recordStatus: () => Promise.resolve("delivered") },
+    log: () => {},
+  });
+  const request = new Request("http://internal:9000/whatsapp-webhook/status", {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-twilio-signature": await computeSignature(TOKEN, URL_, CALLBACK),
+    },
+    body: new URLSearchParams(CALLBACK).toString(),
+  });
+  assert.equal((await relay.fetch(request)).status, 403);
+});
+
+Deno.test("a gateway without recordStatus answers status callbacks 503 with Retry-After", async () => {
+  const relay = createRelay(ENV, { gateway: fakeGateway(), log: () => {} });
+  const response = await relay.fetch(await signedStatus(CALLBACK));
+  assert.deepStrictEqual(
+    [response.status, response.headers.get("retry-after"), await response.text()],
+    [503, "5", "database unavailable"],
+  );
 });

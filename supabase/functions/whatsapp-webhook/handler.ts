@@ -14,6 +14,11 @@
  *
  * The database is reached with postgres.js over SUPABASE_DB_URL (or DATABASE_URL), one statement per
  * webhook, never a prepared statement, so Supabase's transaction pooler (port 6543) works too.
+ *
+ * A POST whose path ends in /status (`.../functions/v1/whatsapp-webhook/status`, Twilio's StatusCallback
+ * for outbound messages) is a status callback, answered as glue's POST /twilio/status: the same steps 1
+ * and 2 (signed URL: the function's URL + /status, query string included; AccountSid allow-list only),
+ * 400 naming a missing or malformed field, one call of public.record_whatsapp_status, 200 "ok".
  */
 
 import postgres from "postgres";
@@ -105,7 +110,20 @@ export type ReplyHook = (sender: Sender, message: InboundMessage) => Promise<str
 /** The way to the database: one call of receive_whatsapp_message. */
 export interface Gateway {
   receive(message: InboundMessage): Promise<Receipt>;
+  /**
+   * One call of record_whatsapp_status: the message's status now, or null when it is not in the outbox.
+   * A gateway without it answers status callbacks 503.
+   */
+  recordStatus?(report: StatusReport): Promise<string | null>;
   close(): Promise<void>;
+}
+
+/** One status callback: which message, the status Twilio reports, its error code, the outbound id in the URL. */
+export interface StatusReport {
+  messageSid: string;
+  status: string;
+  errorCode: number | null;
+  outboundMessageId: string | null;
 }
 
 /** The relay's settings, read from environment variables with glue's names. */
@@ -527,6 +545,47 @@ export function readMessage(form: Form): InboundMessage {
   return message;
 }
 
+// --- status callbacks --------------------------------------------------------------------------------
+
+/** The end of a status callback's path: Supabase routes `/functions/v1/whatsapp-webhook/*` to this function. */
+export const STATUS_SUFFIX = "/status";
+// ASCII digits, few enough for the database's integer (Twilio's codes have five); glue's rule.
+const ERROR_CODE = /^[0-9]{1,9}$/;
+// The form the worker writes the outbound id in.
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/** True for a request to the status callback route (a path ending in /status). */
+export function isStatusPath(requestUrl: string): boolean {
+  return new URL(requestUrl).pathname.replace(/\/+$/, "").endsWith(STATUS_SUFFIX);
+}
+
+/** The URL Twilio called for a status callback: FUNCTION_URL + /status, else as publicUrl() builds it. */
+export function publicStatusUrl(requestUrl: string, settings: Settings): string {
+  if (settings.functionUrl) return settings.functionUrl + STATUS_SUFFIX + new URL(requestUrl).search;
+  return publicUrl(requestUrl, settings);
+}
+
+/** The callback's fields (the last of a repeated one, as glue reads them), or 400 naming the one at fault. */
+export function readStatus(form: Form, requestUrl: string): StatusReport {
+  for (const name of ["MessageSid", "MessageStatus"]) {
+    if ((last(form, name) ?? "").includes("\0")) throw badRequest(`${name} contains a NUL character`);
+  }
+  const messageSid = pyStrip(last(form, "MessageSid") ?? "");
+  const status = pyStrip(last(form, "MessageStatus") ?? "");
+  if (!messageSid) throw badRequest("MessageSid is required");
+  if (!status) throw badRequest("MessageStatus is required");
+  const code = pyStrip(last(form, "ErrorCode") ?? "");
+  if (code && !ERROR_CODE.test(code)) throw badRequest("ErrorCode must be a number of at most 9 digits");
+  const outbound = new URL(requestUrl).searchParams.getAll("outbound_message_id").at(-1) || null;
+  if (outbound !== null && !UUID.test(outbound)) throw badRequest("outbound_message_id must be a uuid");
+  return {
+    messageSid,
+    status,
+    errorCode: code ? Number(code) : null,
+    outboundMessageId: outbound === null ? null : outbound.toLowerCase(),
+  };
+}
+
 // --- TwiML ---------------------------------------------------------------------------------------------
 
 // Characters XML 1.0 cannot carry at all (a reply holding one would be invalid TwiML, Twilio error 12100).
@@ -652,7 +711,41 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
     }
   }
 
+  function callStatus(report: StatusReport) {
+    // Always one row, so that a callback for a message outside the outbox reads as null.
+    return sql<{ status: string | null }[]>`
+      select (select status from public.record_whatsapp_status(
+        message_sid => ${report.messageSid}, message_status => ${report.status},
+        error_code => ${report.errorCode}::integer, outbound_message_id => ${report.outboundMessageId}::uuid
+      )) as status`;
+  }
+
   return {
+    async recordStatus(report) {
+      let rows;
+      try {
+        rows = await withTimeout(async (track) => {
+          try {
+            const query = callStatus(report);
+            track(query);
+            return await query;
+          } catch (error) {
+            if (!worthAnotherTry(error)) throw error;
+            // Status only ever moves forward, so applying a callback twice is harmless.
+            const query = callStatus(report);
+            track(query);
+            return await query;
+          }
+        });
+      } catch (error) {
+        if (error instanceof DatabaseUnavailable) throw error;
+        if (isPostgresError(error) && error.code === BAD_ARGUMENT) {
+          throw new InputRejected(error.message || "bad argument");
+        }
+        throw new DatabaseUnavailable();
+      }
+      return rows[0]?.status ?? null;
+    },
     async receive(message) {
       let rows;
       try {
@@ -819,6 +912,40 @@ export function createRelay(env: Env, options: RelayOptions = {}): Relay {
     return new Response(twiml(replies), { status: 200, headers: { "content-type": TWIML_TYPE } });
   }
 
+  async function statusCallback(request: Request, fields: Record<string, unknown>): Promise<Response> {
+    const body = await readBody(request, settings.maxBodyBytes);
+    const form = parseForm(body, request.headers.get("content-type"));
+    const url = publicStatusUrl(request.url, settings);
+    try {
+      await checkSignature(settings.authTokens, url, form, request.headers.get(SIGNATURE_HEADER));
+    } catch (error) {
+      fields.reason = "bad_signature";
+      throw error;
+    }
+    try {
+      // To is the recipient here, not our number: only the account is checked.
+      checkAllowed(form, settings.accountSids, []);
+    } catch (error) {
+      fields.reason = "not_allowed";
+      throw error;
+    }
+    const report = readStatus(form, request.url);
+    Object.assign(fields, { message_sid: report.messageSid, message_status: report.status });
+    if (db.recordStatus === undefined) throw new DatabaseUnavailable();
+    let now: string | null;
+    try {
+      now = await db.recordStatus(report);
+    } catch (error) {
+      if (error instanceof InputRejected) {
+        fields.reason = "rejected_by_database";
+        throw badRequest(Array.from(error.message).slice(0, 200).join(""));
+      }
+      throw error;
+    }
+    fields.outbound_status = now ?? "not_in_outbox";
+    return text("ok", 200);
+  }
+
   return {
     async fetch(request) {
       const started = performance.now();
@@ -828,7 +955,8 @@ export function createRelay(env: Env, options: RelayOptions = {}): Relay {
         response = text("Method Not Allowed", 405, { allow: "POST" });
       } else {
         try {
-          response = await webhook(request, fields);
+          const route = isStatusPath(request.url) ? statusCallback : webhook;
+          response = await route(request, fields);
         } catch (error) {
           if (error instanceof RelayError) {
             fields.reason ??= error.reason;

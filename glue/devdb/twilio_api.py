@@ -1,8 +1,9 @@
 """A local stand-in of Twilio's Messages API that the official twilio library talks to.
 
-Form-encoded POST with Basic auth, Twilio's JSON for a created message and for errors; `fail_next`
-answers the next create with an error, `drop_after_accept` accepts the next create and then stalls
-past the client's timeout, as a lost response does.
+`glue dev` runs the outbox worker against it, and the worker's tests use it. Form-encoded POST with
+Basic auth (ACCOUNT and TOKEN below), Twilio's JSON for a created message and for errors; `fail_next`
+answers the next create with an error, `stall_next` accepts the next create and then stalls past the
+client's timeout, as a lost response does. It sends no status callbacks: `glue simulate --status` does.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ TOKEN = "standin-token"
 
 
 class TwilioStandIn:
+    """The Messages API's create, list and fetch, keeping every created message in `messages`."""
+
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -85,6 +88,12 @@ class TwilioStandIn:
         if stall:
             await asyncio.sleep(stall)  # accepted, but the answer comes too late for the client
         return JSONResponse(message, status_code=201)
+
+    def find(self, sid: str) -> dict[str, Any] | None:
+        """The created message with this SID, as the API would show it, with the StatusCallback it named."""
+        with self.lock:
+            found = [m for m in self.messages if m["sid"] == sid]
+        return dict(found[0]) if found else None
 
     async def list(self, request: Request) -> Response:
         if not self._authorized(request):
