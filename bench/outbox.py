@@ -122,9 +122,10 @@ def queueing(url: str, ids: list[str]) -> dict[str, Any]:
     return out
 
 
-def _work(url: str, api: str, done: Any) -> None:
+def _work(url: str, api: str, done: Any, start: Any) -> None:
     client = Client(ACCOUNT, TOKEN, http_client=RedirectedHttpClient(api))
     config = WorkerConfig(from_address="whatsapp:+14155238886", batch=20)
+    start.wait()
     while True:
         tally = run_once(url, client, config)
         with done.get_lock():
@@ -133,12 +134,27 @@ def _work(url: str, api: str, done: Any) -> None:
             return
 
 
-def _floor(api: str, count: int) -> None:
+def _floor(api: str, count: int, start: Any) -> None:
     client = Client(ACCOUNT, TOKEN, http_client=RedirectedHttpClient(api))
+    start.wait()
     for n in range(count):
         client.messages.create(
             to=f"whatsapp:+1415777{n % PEOPLE:04d}", from_="whatsapp:+14155238886", body="x"
         )
+
+
+def seconds(processes: int, target: Callable[..., None], args: tuple[Any, ...]) -> float:
+    """Runs `processes` copies of target; the clock starts once every one is ready (imports and
+    clients made), so interpreter start-up is not counted."""
+    start = SPAWN.Barrier(processes + 1)
+    procs = [SPAWN.Process(target=target, args=(*args, start)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    start.wait()
+    began = time.monotonic()
+    for p in procs:
+        p.join()
+    return time.monotonic() - began
 
 
 def sending(url: str, api: str, ids: list[str]) -> dict[str, Any]:
@@ -153,20 +169,9 @@ def sending(url: str, api: str, ids: list[str]) -> dict[str, Any]:
                     (ids[n % len(ids)], f"send-{run}-{n}"),
                 )
         done = SPAWN.Value("i", 0)
-        started = time.monotonic()
-        procs = [SPAWN.Process(target=_work, args=(url, api, done)) for _ in range(workers)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        ours = done.value / (time.monotonic() - started)
-        started = time.monotonic()
-        procs = [SPAWN.Process(target=_floor, args=(api, MESSAGES // workers)) for _ in range(workers)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        floor = (MESSAGES // workers * workers) / (time.monotonic() - started)
+        took = seconds(workers, _work, (url, api, done))
+        ours = done.value / took
+        floor = (MESSAGES // workers * workers) / seconds(workers, _floor, (api, MESSAGES // workers))
         out[str(workers)] = {
             "worker_sent_per_s": ours,
             "twilio_client_floor_per_s": floor,
