@@ -54,84 +54,132 @@ def _find(runs: list[dict[str, Any]], workload: str, **match: Any) -> dict[str, 
     return None
 
 
+def _ratios(
+    runs: list[dict[str, Any]], workload: str, baseline: str, key: str = "clients"
+) -> list[tuple[int, float]]:
+    """(connections or workers, workload's rate over the baseline's) wherever both were measured."""
+    points = []
+    for r in runs:
+        if r.get("workload", r.get("server")) != workload:
+            continue
+        base = next(
+            (b for b in runs if b.get("workload", b.get("server")) == baseline and b[key] == r[key]), None
+        )
+        if base is not None and base["rate"]:
+            points.append((r[key], r["rate"] / base["rate"]))
+    return sorted(points)
+
+
+def _ratio_panel(ax: Any, title: str, goal: float, xlabel: str, xticks: list[int]) -> None:
+    ax.axhline(goal, color="r", alpha=0.5, linestyle="--", label=f"target >= {goal}x")
+    ax.set_xticks(xticks, [str(x) for x in xticks])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("ratio to the baseline (calls/s over calls/s)")
+    ax.set_title(title)
+    ax.set_ylim(0, 1.1)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+RPC_STYLES = {
+    "get_or_create existing": "o-C0",
+    "get_or_create new": "s-C1",
+    "receive existing sender": "^-C2",
+    "receive existing sender, with BSUID": "D-C4",
+    "receive new sender": "v-C3",
+}
+
+
 def chart(results: dict[str, Any], path: Path) -> Path:
+    """The targets as stated (ratios to a baseline of the same run) on top, the raw rates below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rpc = _runs(results, "rpc")
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    styles = {
-        "select 1": "k--",
-        "bare insert": "k:",
-        EMPTY_TABLE: "x:C7",
-        "get_or_create existing": "o-C0",
-        "get_or_create new": "s-C1",
-        "receive existing sender": "^-C2",
-        "receive existing sender, with BSUID": "D-C4",
-        "receive new sender": "v-C3",
-    }
-    for workload, style in styles.items():
-        points = sorted((r["clients"], r["rate"], r["p99_ms"]) for r in rpc if r["workload"] == workload)
-        if not points:
-            continue
-        xs = [p[0] for p in points]
-        axes[0][0].plot(xs, [p[1] for p in points], style, label=workload)
-        axes[1][0].plot(xs, [p[2] for p in points], style, label=workload)
-    for ax, title, ylabel in (
-        (axes[0][0], "RPC throughput (pgbench)", "calls/s"),
-        (axes[1][0], "RPC p99 latency (pgbench)", "p99 ms"),
-    ):
+    http = list((results.get("relay") or {}).get("runs") or [])
+    fig, axes = plt.subplots(3, 2, figsize=(13, 13))
+
+    # Row 1: each RPC target, as the ratio it is stated in, with its RPC floor for comparison.
+    for ax, baseline in ((axes[0][0], "select 1"), (axes[0][1], "bare insert")):
+        for workload, style in RPC_STYLES.items():
+            if TARGET[workload][0] != baseline:
+                continue
+            if points := _ratios(rpc, workload, baseline):
+                ax.plot([p[0] for p in points], [p[1] for p in points], style, label=workload)
+            floor = RPC_FLOOR_OF[workload]
+            if workload != "receive existing sender, with BSUID" and (
+                points := _ratios(rpc, floor, baseline)
+            ):
+                ax.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    style[0] + ":" + style[-2:],
+                    alpha=0.5,
+                    label=floor,
+                )
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks([1, 8, 32], ["1", "8", "32"])
-        ax.set_xlabel("connections")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    http = (results.get("relay") or {}).get("runs") or []
-    for kind, style in (("baseline", "k--o"), ("floor", "k:^"), ("relay", "-s")):
-        points = sorted((r["workers"], r["rate"], r["p99_ms"]) for r in http if r["server"] == kind)
-        if not points:
-            continue
-        label = {
-            "baseline": "baseline: same stack, no DB, no validation",
-            "floor": "floor: baseline + signature + one select 1",
-            "relay": "relay: signature + receive_whatsapp_message",
-        }[kind]
-        axes[0][1].plot([p[0] for p in points], [p[1] for p in points], style, label=label)
-        axes[1][1].plot([p[0] for p in points], [p[2] for p in points], style, label=label)
-    paced = (results.get("relay") or {}).get("paced")
-    if paced:
+        goal = 0.8 if baseline == "select 1" else 0.6
+        _ratio_panel(ax, f"RPC calls against {baseline} (pgbench)", goal, "connections", [1, 8, 32])
+
+    # Row 2: the relay against a server that does no work (a ratio) and its absolute targets.
+    for kind, style in (("relay", "-sC0"), ("floor", ":^k")):
+        if points := _ratios(http, kind, "baseline", key="workers"):
+            label = {
+                "relay": "relay: signature + receive_whatsapp_message",
+                "floor": "floor: signature + select 1",
+            }
+            axes[1][0].plot([p[0] for p in points], [p[1] for p in points], style, label=label[kind])
+    _ratio_panel(axes[1][0], "Relay against a server that does no work (wrk)", 0.5, "uvicorn workers", [1, 2])
+    points = sorted((r["workers"], r["rate"]) for r in http if r["server"] == "relay")
+    if points:
         axes[1][1].plot(
-            [paced["workers"]],
-            [paced["p99_ms"]],
-            "r*",
-            markersize=12,
-            label=f"relay paced at {paced['rate']:.0f} req/s ({100 * paced['rate'] / paced['sustained']:.0f}% of sustained)",
+            [p[0] for p in points], [p[1] for p in points], "-sC0", label="relay, stored webhooks"
         )
-        axes[1][1].axhline(50, color="r", alpha=0.3, linestyle=":", label="p99 target 50 ms")
-    axes[0][1].axhline(1500, color="r", alpha=0.3, linestyle=":", label="target 1,500 req/s")
-    for ax, title, ylabel in (
-        (axes[0][1], "Webhook throughput (wrk, 64 connections)", "requests/s"),
-        (axes[1][1], "Webhook p99 latency (wrk, 64 connections)", "p99 ms"),
-    ):
-        ax.set_xticks([1, 2])
-        ax.set_xlabel("uvicorn workers")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_ylim(bottom=0)
+    axes[1][1].axhline(1500, color="r", alpha=0.5, linestyle="--", label="target >= 1,500 req/s")
+    axes[1][1].set_xticks([1, 2])
+    axes[1][1].set_xlabel("uvicorn workers")
+    axes[1][1].set_ylabel("requests/s")
+    axes[1][1].set_title("Relay throughput (wrk, 64 connections)")
+    axes[1][1].set_ylim(bottom=0)
+    axes[1][1].grid(True, alpha=0.3)
+    axes[1][1].legend(fontsize=8)
+
+    # Row 3: raw rates, for the scale of each ratio.
+    raw = {"select 1": "k--", "bare insert": "k:", **RPC_STYLES}
+    for workload, style in raw.items():
+        points = sorted((r["clients"], r["rate"]) for r in rpc if r["workload"] == workload)
+        if points:
+            axes[2][0].plot([p[0] for p in points], [p[1] for p in points], style, label=workload)
+    axes[2][0].set_xscale("log", base=2)
+    axes[2][0].set_yscale("log")
+    axes[2][0].set_xticks([1, 8, 32], ["1", "8", "32"])
+    axes[2][0].set_xlabel("connections")
+    axes[2][0].set_ylabel("calls/s")
+    axes[2][0].set_title("RPC throughput, raw (pgbench)")
+    axes[2][0].grid(True, which="both", alpha=0.3)
+    axes[2][0].legend(fontsize=8)
+    for kind, style in (("baseline", "k--o"), ("floor", "k:^"), ("relay", "-sC0")):
+        points = sorted((r["workers"], r["rate"]) for r in http if r["server"] == kind)
+        if points:
+            label = {"baseline": "no-work server", "floor": "signature + select 1", "relay": "relay"}[kind]
+            axes[2][1].plot([p[0] for p in points], [p[1] for p in points], style, label=label)
+    axes[2][1].set_xticks([1, 2])
+    axes[2][1].set_xlabel("uvicorn workers")
+    axes[2][1].set_ylabel("requests/s")
+    axes[2][1].set_title("Webhook throughput, raw (wrk, 64 connections)")
+    axes[2][1].set_ylim(bottom=0)
+    axes[2][1].grid(True, alpha=0.3)
+    axes[2][1].legend(fontsize=8)
+
     m = results.get("machine", {})
     fig.suptitle(
         f"glue benchmarks, one run: {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('date')}"
         + (" (QUICK: not for the record)" if results.get("quick") else "")
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
@@ -438,3 +486,20 @@ def write_benchmarks_md(results: dict[str, Any], path: Path) -> None:
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     path.write_text(f"{head}{BEGIN}\n{generated(results)}\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Redraw the chart from saved results without measuring again: `python -m bench.report [results.json]`."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    here = Path(__file__).resolve().parent
+    source = Path(args[0]) if args else here / "results" / "latest.json"
+    results = json.loads(source.read_text())
+    print(chart(results, here / ("chart-quick.png" if results.get("quick") else "chart.png")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

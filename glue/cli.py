@@ -1,4 +1,4 @@
-"""The `glue` command line: serve, dev, simulate, doctor."""
+"""The `glue` command line: serve, dev, simulate, worker, doctor."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import secrets
 import sys
 import time
+from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -121,6 +123,21 @@ def _start_local_auth(
     )
 
 
+def glue_command() -> str:
+    """How to run glue from a fresh shell, for the commands `glue dev` prints.
+
+    A new shell has no .venv on its PATH, so a bare `glue` fails there. From a clone, scripts/glue
+    bootstraps and runs it: relative when we stand at the clone's root (scripts/dev runs from there),
+    absolute otherwise. Installed without a clone, `glue` is on the PATH of whoever installed it.
+    """
+    wrapper = Path(__file__).resolve().parent.parent / "scripts" / "glue"
+    if not wrapper.is_file():
+        return "glue"
+    if wrapper.parent.parent == Path.cwd().resolve():
+        return "scripts/glue"
+    return str(wrapper)
+
+
 DEV_SENDER = "whatsapp:+14155238886"  # the number `glue simulate` writes to by default
 
 # A template the local stand-in accepts; a real one is an HX... SID from Twilio's Content API.
@@ -193,7 +210,7 @@ class DevOutbox:
             f"[worker] sent {sid} to {message.get('to')} (Twilio stand-in); report it delivered:", flush=True
         )
         print(
-            f"  TWILIO_AUTH_TOKEN={self.relay_token} glue simulate --url '{callback}'"
+            f"  TWILIO_AUTH_TOKEN={self.relay_token} {glue_command()} simulate --url '{callback}'"
             f" --status {sid} --message-status delivered",
             flush=True,
         )
@@ -246,7 +263,10 @@ def dev(args: argparse.Namespace) -> int:
         print("\n".join(seed_overview(database_url)))
         print()
         print("Send it a WhatsApp-style message from another terminal:")
-        print(f'  TWILIO_AUTH_TOKEN={token} glue simulate --url {url} --from +14155550123 --body "hi"')
+        print(
+            f"  TWILIO_AUTH_TOKEN={token} {glue_command()} simulate --url {url}"
+            ' --from +14155550123 --body "hi"'
+        )
         print("Look at what was stored:")
         print(f'  psql {database_url} -c "select * from public.users"')
         print("Ctrl-C stops the relay and the database, and removes its data.", flush=True)
@@ -418,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glue", description="The Twilio WhatsApp relay for the glue identity layer."
     )
+    parser.add_argument("--version", action="version", version=f"glue {version('glue')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("serve", help="run the relay (production): settings from the environment")

@@ -112,6 +112,47 @@ def stop(process: subprocess.Popen[str], lines: Lines) -> int:
         lines.close()
 
 
+# --- glue --version and scripts/glue -------------------------------------------------------------------
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def declared_version() -> str:
+    import tomllib
+
+    version: str = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]["version"]
+    return version
+
+
+def test_version_prints_the_version_pyproject_declares() -> None:
+    """`glue --version` prints the installed distribution's version, which is pyproject.toml's."""
+    result = run_glue("--version")
+    assert (result.returncode, result.stdout) == (0, f"glue {declared_version()}\n")
+
+
+def test_scripts_glue_runs_glue_from_a_shell_without_the_venv_on_its_path() -> None:
+    """`scripts/glue`, the command `glue dev` prints, runs glue from the repository root with a bare PATH."""
+    bare = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
+    result = subprocess.run(
+        ["scripts/glue", "--version"],
+        cwd=REPOSITORY,
+        env=bare,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (0, f"glue {declared_version()}\n"), result.stderr
+
+
+def test_dev_prints_scripts_glue_at_the_repository_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the clone's root (where scripts/dev runs) glue dev's commands start with scripts/glue."""
+    from glue.cli import glue_command
+
+    monkeypatch.chdir(REPOSITORY)
+    assert glue_command() == "scripts/glue"
+
+
 # --- glue simulate -------------------------------------------------------------------------------
 
 
@@ -332,9 +373,10 @@ def test_dev_starts_the_platform_and_relay_and_prints_a_working_simulate_command
     try:
         lines.until(r"^  \+14155550101 +- +Amara +2 +0$")
         lines.until(r"^  \+14155550104 +dev@example.com +Dev +2 +1$")
-        command = lines.until(r"TWILIO_AUTH_TOKEN=([0-9a-f]{32}) glue simulate --url (\S+) ")
+        command = lines.until(r"TWILIO_AUTH_TOKEN=([0-9a-f]{32}) (\S+) simulate --url (\S+) ")
         lines.until(r"Uvicorn running|Application startup complete")
-        token, url = command.group(1), command.group(2)
+        token, program, url = command.groups()
+        assert os.access(tmp_path / program, os.X_OK), f"{program} is not runnable from a fresh shell"
         assert main(["simulate", "--url", url, "--token", token, "--from", PHONE, "--body", "hi"]) == 0
         out = capsys.readouterr().out.splitlines()
         assert out[1].startswith('<?xml version="1.0" encoding="UTF-8"?><Response><Message>Welcome!')
@@ -481,9 +523,10 @@ def test_dev_sends_a_queued_message_and_its_printed_command_reports_it_delivered
             for statement in shlex.split(queue_sql)[0].split("; "):
                 conn.execute(statement)
         sid = lines.until(r"^\[worker\] sent (SM[0-9a-f]{32}) to whatsapp:\+14155550101 ").group(1)
-        command = lines.until(rf"^  (TWILIO_AUTH_TOKEN=\S+ glue simulate .* --status {sid} .*)$").group(1)
+        command = lines.until(rf"^  (TWILIO_AUTH_TOKEN=\S+ \S+ simulate .* --status {sid} .*)$").group(1)
         assert outbound_status(database_url) == [("sent", sid)]
-        assignment, _, *argv = shlex.split(command)
+        assignment, program, *argv = shlex.split(command)
+        assert os.access(tmp_path / program, os.X_OK), f"{program} is not runnable from a fresh shell"
         name, token = assignment.split("=", 1)
         result = run_glue(*argv, **{name: token})
         assert result.returncode == 0, result.stdout + result.stderr
