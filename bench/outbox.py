@@ -67,18 +67,19 @@ def people(url: str) -> list[str]:
 
 
 def rate(
-    url: str, connections: int, call: Callable[[psycopg.Connection[Any], str, int], None], ids: list[str]
+    url: str, connections: int, call: Callable[[psycopg.Connection[Any], str, str], None], ids: list[str]
 ) -> float:
     """Calls per second over ROUND_SECONDS with `connections` threads, each on its own connection."""
     counts = [0] * connections
     stop = threading.Event()
 
     def worker(slot: int) -> None:
+        tag = uuid.uuid4().hex  # idempotency keys unique to this connection and round
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("set role service_role")
             n = 0
             while not stop.is_set():
-                call(conn, ids[(slot * 7919 + n) % len(ids)], n)
+                call(conn, ids[(slot * 7919 + n) % len(ids)], f"{tag}-{n}")
                 n += 1
             counts[slot] = n
 
@@ -93,19 +94,16 @@ def rate(
 
 
 def queueing(url: str, ids: list[str]) -> dict[str, Any]:
-    run = uuid.uuid4().hex[:6]
-
-    def send(conn: psycopg.Connection[Any], user_id: str, n: int) -> None:
+    def send(conn: psycopg.Connection[Any], user_id: str, key: str) -> None:
         conn.execute(
-            "select id from public.send_whatsapp_message(%s, %s, 'Your order has shipped.')",
-            (user_id, f"{run}-{threading.get_ident()}-{n}"),
+            "select id from public.send_whatsapp_message(%s, %s, 'Your order has shipped.')", (user_id, key)
         )
 
-    def bare(conn: psycopg.Connection[Any], user_id: str, n: int) -> None:
+    def bare(conn: psycopg.Connection[Any], user_id: str, key: str) -> None:
         conn.execute(
             "insert into public.bench_outbox_baseline (user_id, idempotency_key, to_address, body)"
             " values (%s, %s, 'whatsapp:+14155550000', 'Your order has shipped.')",
-            (user_id, f"{run}-{threading.get_ident()}-{n}"),
+            (user_id, key),
         )
 
     out: dict[str, Any] = {}
