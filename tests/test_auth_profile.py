@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from actors import Database, SupabaseAuth
-
-from glue.devdb.platform import apply_migrations
+from actors import SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -205,29 +203,3 @@ def test_an_address_written_without_confirmation_is_not_shown(
 
     profile = profile_of(sql, user_id)
     assert profile is not None and profile["email"] is None
-
-
-def test_the_migration_frees_addresses_held_by_unconfirmed_sign_ups(bare_db: Database) -> None:
-    """A profile showing an address Auth never confirmed loses it, and the account that confirmed it gets it."""
-    apply_migrations(bare_db.url("postgres"), seed=False, before="20261206001300")
-    auth = SupabaseAuth(bare_db)
-    try:
-        squatter = auth.sign_up("owner@example.com", confirm=False)
-        owner = auth.sso_sign_in("owner@example.com")
-        confirmed = auth.sign_up("kept@example.com")
-        with bare_db.connect("postgres") as sql:
-            assert [profile_of(sql, u)["email"] for u in (squatter, owner, confirmed)] == [  # type: ignore[index]
-                "owner@example.com",
-                None,
-                "kept@example.com",
-            ]
-
-            apply_migrations(bare_db.url("postgres"), seed=False)
-
-            assert [profile_of(sql, u)["email"] for u in (squatter, owner, confirmed)] == [  # type: ignore[index]
-                None,
-                "owner@example.com",
-                "kept@example.com",
-            ]
-    finally:
-        auth.close()

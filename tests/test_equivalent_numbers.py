@@ -6,12 +6,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from actors import Database, Postgrest, SupabaseAuth
-
-from glue.devdb.platform import apply_migrations
+from actors import Postgrest, SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
-EQUIVALENCE_MIGRATION = "20261126004000"
 
 # (country, the form WhatsApp writes from, the form the person verifies in the app)
 PAIRS = [
@@ -128,61 +125,3 @@ def test_two_profiles_with_equivalent_forms_cannot_be_inserted(sql: Conn) -> Non
     sql.execute("insert into public.users (phone_number) values ('+551187654321')")
     with pytest.raises(psycopg.errors.UniqueViolation, match="users_phone_match_key"):
         sql.execute("insert into public.users (phone_number) values ('+5511987654321')")
-
-
-@pytest.fixture
-def before_equivalence(bare_db: Database) -> Database:
-    """A database as the release before number equivalence left it."""
-    apply_migrations(bare_db.url("postgres"), seed=False, before=EQUIVALENCE_MIGRATION)
-    return bare_db
-
-
-def test_the_migration_merges_profiles_that_now_collide(before_equivalence: Database) -> None:
-    """Colliding pairs seeded before the migration become one profile each, messages kept, audited."""
-    db = before_equivalence
-    auth = SupabaseAuth(db)
-    try:
-        with db.connect("postgres") as sql:
-            # Brazil: two WhatsApp-side profiles, the old form wrote last.
-            receive(sql, "SMm1", "+5511987654321")
-            receive(sql, "SMm2", "+551187654321")
-            receive(sql, "SMm3", "+551187654321")
-            # Mexico: an app user verified +52 (phone attached), WhatsApp wrote from +521.
-            mexican = auth.sign_up("mx@example.com")
-            auth.confirm_phone(mexican, "525512345678")
-            receive(sql, "SMm4", "+5215512345678")
-            # Argentina: two accounts verified both forms; both keep their accounts.
-            ar1 = auth.sign_up("ar1@example.com")
-            auth.confirm_phone(ar1, "5491123456789")
-            receive(sql, "SMm5", "+5491123456789")
-            ar2 = auth.sign_up("ar2@example.com")
-            auth.confirm_phone(ar2, "541123456789")
-            # Unrelated numbers stay as they are.
-            receive(sql, "SMm6", "+14155550123")
-            before = profiles(sql)
-            assert len(before) == 7
-
-            apply_migrations(db.url("postgres"), seed=False)
-
-            after = {p["phone_number"]: p for p in profiles(sql)}
-            assert sql.execute("select count(*) as n from public.whatsapp_messages").fetchone() == {"n": 6}
-            assert after["+551187654321"]["messages"] == 3
-            assert "+5511987654321" not in after
-            assert (after["+5215512345678"]["auth_id"], after["+5215512345678"]["messages"]) == (mexican, 1)
-            assert after["+5491123456789"]["auth_id"] == ar1
-            assert after[None]["auth_id"] == ar2
-            assert after["+14155550123"]["messages"] == 1
-            audit = sql.execute(
-                "select outcome, reason from public.user_merges where triggered_by = 'migration' order by reason"
-            ).fetchall()
-            assert audit == [
-                {"outcome": "merged", "reason": "equivalent number: +5215512345678 and +525512345678"},
-                {
-                    "outcome": "refused",
-                    "reason": "equivalent number: +5491123456789 and +541123456789 belong to two accounts;"
-                    " +541123456789 was removed from the second profile",
-                },
-                {"outcome": "merged", "reason": "equivalent number: +551187654321 and +5511987654321"},
-            ]
-    finally:
-        auth.close()

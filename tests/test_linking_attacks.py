@@ -12,9 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from actors import Database, Postgrest, SupabaseAuth
-
-from glue.devdb.platform import apply_migrations
+from actors import Postgrest, SupabaseAuth
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -266,31 +264,3 @@ def test_a_phone_sign_up_confirmed_with_its_own_code_links(sql: Conn, supabase_a
 
     assert holder_of_history(sql, whatsapp_id) == user_id
     assert refusals(sql) == []
-
-
-# before the proofs ---------------------------------------------------------------
-
-
-def test_phones_confirmed_before_the_proofs_existed_still_link(bare_db: Database) -> None:
-    """The migration keeps every confirmation it finds (it cannot tell how each was made): the RPC links them."""
-    apply_migrations(bare_db.url("postgres"), seed=False, before="20261206001400")
-    auth = SupabaseAuth(bare_db)
-    api = Postgrest(bare_db)
-    try:
-        with bare_db.connect("postgres") as sql:
-            earlier = auth.sign_up("earlier@example.com")
-            with bare_db.connect("supabase_admin") as platform, platform.transaction():
-                platform.execute("set local session_replication_role = replica")  # confirmed, never linked
-                platform.execute(
-                    "update auth.users set phone = %s, phone_confirmed_at = now() where id = %s",
-                    (VICTIM_DIGITS, earlier),
-                )
-            whatsapp_id = whatsapp_history(sql)
-
-            apply_migrations(bare_db.url("postgres"), seed=False)
-
-            assert link(api, earlier) == whatsapp_id
-            assert holder_of_history(sql, whatsapp_id) == earlier
-    finally:
-        api.close()
-        auth.close()

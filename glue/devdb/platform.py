@@ -131,13 +131,8 @@ def _run_file(conn: psycopg.Connection, path: Path, record: Migration | None = N
         ) from error
 
 
-def apply_migrations(
-    postgres_url: str, seed: bool = True, directory: Path | None = None, before: str | None = None
-) -> list[str]:
-    """Apply every migration (or those older than version `before`), then seed.sql, as `postgres`.
-
-    Returns the versions applied. `before` lets tests build a database as an older release left it.
-    """
+def apply_migrations(postgres_url: str, seed: bool = True, directory: Path | None = None) -> list[str]:
+    """Apply every migration not yet applied, then seed.sql, as `postgres`; returns the versions applied."""
     applied = []
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("create schema if not exists supabase_migrations")
@@ -149,8 +144,6 @@ def apply_migrations(
         for migration in migrations(directory):
             if migration.version in done:
                 continue
-            if before is not None and migration.version >= before:
-                break
             _run_file(conn, migration.path, record=migration)
             applied.append(migration.version)
         seed_file = (directory.parent if directory else supabase_dir()) / "seed.sql"

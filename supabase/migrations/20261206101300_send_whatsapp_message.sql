@@ -18,7 +18,6 @@ as $$
   from public.whatsapp_messages as m
   where m.user_id = whatsapp_window_closes_at.user_id;
 $$;
-
 comment on function private.whatsapp_window_closes_at(uuid) is
   'When the profile''s 24-hour customer-service window closes: 24 hours after its last inbound message; null if it never wrote.';
 revoke execute on function private.whatsapp_window_closes_at(uuid) from public, anon, authenticated;
@@ -33,7 +32,6 @@ set search_path = ''
 as $$
   select coalesce(private.whatsapp_window_closes_at(whatsapp_window_open.user_id) > now(), false);
 $$;
-
 comment on function public.whatsapp_window_open(uuid) is
   'Whether free-form text may be sent to the profile now: its last inbound WhatsApp message is less than 24 hours old. Service role only.';
 revoke execute on function public.whatsapp_window_open(uuid) from public, anon, authenticated;
@@ -68,7 +66,6 @@ as $$
          s.to_address is not null and not s.opted_out
   from state as s;
 $$;
-
 comment on function public.whatsapp_messaging_state(uuid) is
   'What send_whatsapp_message would accept for the profile now: its address, opt-out, window and whether text or a template may go. No row for an unknown profile. Service role only.';
 revoke execute on function public.whatsapp_messaging_state(uuid) from public, anon, authenticated;
@@ -199,7 +196,6 @@ begin
   return message;
 end;
 $$;
-
 comment on function public.send_whatsapp_message(uuid, text, text, text, jsonb) is
   'Queues a WhatsApp message to a profile (free-form body, or a Content template by content_sid): PT404 unknown profile, PT422 no WhatsApp number, PT403 opted out, PT428 free-form text outside the 24-hour window (a template is needed), PT409 a key reused for another message; a repeated idempotency_key returns the first row. Service role only.';
 revoke execute on function public.send_whatsapp_message(uuid, text, text, text, jsonb) from public, anon, authenticated;

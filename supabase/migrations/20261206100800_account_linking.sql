@@ -1,105 +1,28 @@
--- Account linking acts only on a confirmation that proves this account controls the
--- number now. Until here a confirmed phone was phone_confirmed_at set: whatever wrote the
--- phone later, and however the confirmation came about, counted. Three ways that was
--- wrong, each reproduced against what Supabase Auth (GoTrue) writes:
+-- Account linking: an app user whose phone Supabase Auth has verified becomes one
+-- profile with the WhatsApp profile of that number.
+-- The phone is read from auth.users (phone, phone_confirmed_at), never from the
+-- client: only Supabase Auth's own verification (updateUser({ phone }) then
+-- verifyOtp({ type: 'phone_change' })) counts as proof, and only when
+-- [auth.sms] enable_confirmations = true.
 --
--- 1. An admin write of the phone (auth.admin.updateUserById(id, { phone })) writes the
---    phone column alone: phone_confirmed_at still carries the confirmation of the number
---    before, and the new number's WhatsApp history was linked.
--- 2. Verifying a phone change finds the user by `phone_change = <number>`, first row met,
---    and with test codes or Twilio Verify checks the code per number (supabase/auth#2430):
---    an account holding a change to someone else's number pending could receive that
---    person's verification, and the history with it.
--- 3. A phone sign-up holds its number unconfirmed; Auth's later sign-in for that number
---    (signInWithOtp, or another signUp) only sends a code to the same row. Whoever made the
---    sign-up chose its password, and the owner's code then confirmed that account.
+-- The WhatsApp profile W survives (messages reference its id); the app profile P is
+-- absorbed. Lock order, everywhere: the auth.users row, then the profiles by id.
 --
--- So every change Auth makes to phone or phone_confirmed_at is judged as it happens and
--- the verdict kept in private.phone_proofs; the automatic link and link_whatsapp_account
--- both act on it:
---   phone_change  the UPDATE moves a pending phone_change into phone and renews
---                 phone_confirmed_at (User.ConfirmPhoneChange). Disputed when another
---                 account has a change to the same number (any equivalent form) pending
---                 and sent within the hour: either account may be the one the code was
---                 for. The dispute stays with the confirmation, not with the other row.
---   code          the UPDATE renews phone_confirmed_at of an unchanged phone and clears the
---                 code (User.ConfirmPhone after verifyOtp({ type: 'sms' })): the number is
---                 unique among users, so the code went to this account's number.
---   backend       any other renewal: the admin API's phone_confirm (its ConfirmPhone comes
---                 before SetPhone, so the phone written next in the same transaction is the
---                 one vouched for), or SQL by the project's owner. The service key can
---                 already write every profile: its assertion is accepted.
---   (none)        the phone written with phone_confirmed_at unchanged: not a confirmation.
--- An account is held (no link, PT403) when its sign-up phone is first confirmed by a code
--- that a later request than the sign-up asked for, and it has a password: GoTrue gives
--- phone sign-ups a password even for OTP-only users (a random one), so the only sign of a
--- sign-up made by someone else is that the owner's code was requested separately. Only a
--- backend confirmation lifts the hold. Confirmations made before this migration are kept
--- as they were ('migration'): it cannot tell how they were made.
--- Every trigger here catches what it must: Supabase Auth's own write never fails.
-
--- tables ----------------------------------------------------------------------
-create table private.phone_proofs (
-  auth_id uuid primary key references auth.users (id) on delete cascade,
-  phone text,
-  proven_by text,
-  refusal text,
-  code_resent boolean not null default false,
-  held boolean not null default false,
-  updated_at timestamptz not null default now(),
-  constraint phone_proofs_proven_by_known check (proven_by in ('phone_change', 'code', 'backend', 'migration')),
-  constraint phone_proofs_refusal_known check (refusal in ('contested'))
-);
-
-comment on table private.phone_proofs is
-  'Per auth user, what the latest write of its phone proved: read by the automatic link and link_whatsapp_account, written only by triggers on auth.users.';
-comment on column private.phone_proofs.auth_id is 'The Supabase Auth user.';
-comment on column private.phone_proofs.phone is 'auth.users.phone as the latest phone write left it (digits, no +); null before any.';
-comment on column private.phone_proofs.proven_by is
-  'How that phone was confirmed: phone_change, code (an SMS or WhatsApp code sign-in), backend (admin API or SQL) or migration; null when written without a confirmation.';
-comment on column private.phone_proofs.refusal is
-  'contested: another account had a change to the same number pending when this one was confirmed; null otherwise.';
-comment on column private.phone_proofs.code_resent is
-  'The unconfirmed sign-up phone was sent a code by a later request than the sign-up (another sign-up or sign-in for the number, or a resend).';
-comment on column private.phone_proofs.held is
-  'The sign-up phone was first confirmed by such a later code while the account had a password someone else may know; lifted only by a backend confirmation.';
-comment on column private.phone_proofs.updated_at is 'When a trigger last wrote the row.';
-
-alter table private.phone_proofs enable row level security;
-revoke all on table private.phone_proofs from public, anon, authenticated, service_role;
-
--- data ------------------------------------------------------------------------
-insert into private.phone_proofs (auth_id, phone, proven_by)
-select
-  u.id,
-  u.phone,
-  'migration' as proven_by
-from auth.users as u
-where u.phone_confirmed_at is not null and coalesce(u.phone, '') <> '';
+-- Errors (PostgREST maps SQLSTATE PTxyz to HTTP status xyz):
+--   PT412  the account has no confirmed phone: verify it first      (HTTP 412)
+--   PT409  the phone's profile is linked to another account         (HTTP 409)
+--   23505  a move would break a unique constraint; nothing changed  (HTTP 409)
+--   42501  no signed-in user                                        (HTTP 401/403)
+--
+-- The automatic path of account linking: when Supabase Auth confirms a phone
+-- (phone_confirmed_at becomes set, or the phone changes while confirmed), the same
+-- link as public.link_whatsapp_account runs inside Auth's transaction, so an app that
+-- never calls the RPC still ends with one profile.
+-- It must never make Supabase Auth's update fail: a refused link (the number belongs
+-- to another account, a unique conflict in a moved table, anything else) is rolled
+-- back to the trigger's savepoint and recorded in public.user_merges as 'refused'.
 
 -- helper functions ------------------------------------------------------------
-create or replace function private.phone_change_pending_elsewhere(auth_user_id uuid, phone text)
-returns boolean
-language sql
-stable
-set search_path = ''
-as $$
-  -- Auth's own lookup of a phone change reads every row's phone_change too (no index):
-  -- a pending change is rare, so the match key is computed for few rows.
-  select exists (
-    select from auth.users as o
-    where o.id <> phone_change_pending_elsewhere.auth_user_id
-      and coalesce(o.phone_change, '') <> ''
-      and (o.phone_change_sent_at is null or o.phone_change_sent_at > now() - interval '1 hour')
-      and private.phone_match_key(private.try_normalize_phone(o.phone_change))
-          = private.phone_match_key(private.try_normalize_phone(phone_change_pending_elsewhere.phone))
-  );
-$$;
-
-comment on function private.phone_change_pending_elsewhere(uuid, text) is
-  'True when another auth user has a change to this number (any equivalent form) pending, sent within the hour (no code lives longer: config.toml [auth.sms] otp_expiry).';
-revoke execute on function private.phone_change_pending_elsewhere(uuid, text) from public, anon, authenticated;
-
 create or replace function private.link_verified_phone(auth_user_id uuid, triggered_by text)
 returns public.users
 language plpgsql
@@ -231,79 +154,66 @@ begin
     hint = 'Concurrent changes to these profiles kept moving; call link_whatsapp_account again.';
 end;
 $$;
-
 comment on function private.link_verified_phone(uuid, text) is
   'Links the auth user''s phone when its latest confirmation proves control now (private.phone_proofs): merges the unlinked WhatsApp profile of that number with the user''s profile, or writes the number onto it; audited in public.user_merges. Raises PT412 (no confirmed phone, a phone not confirmed with a code, a disputed confirmation), PT403 (a phone sign-up someone else may hold the password of) or PT409 (number linked to another account).';
 revoke execute on function private.link_verified_phone(uuid, text) from public, anon, authenticated;
 
+-- public rpc ------------------------------------------------------------------
+create or replace function public.link_whatsapp_account()
+returns public.users
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  caller_id uuid := (select auth.uid());
+  account record;
+  verified_key text;
+  moved_at timestamptz;
+begin
+  if caller_id is null then
+    raise exception using
+      errcode = '42501',
+      message = 'link_whatsapp_account needs a signed-in user',
+      hint = 'Call it with the user''s session (supabase.rpc after sign-in), not with the anon or service key.';
+  end if;
+
+  select u.phone, u.phone_confirmed_at into account
+  from auth.users as u
+  where u.id = caller_id
+  for key share;
+  if account.phone_confirmed_at is not null then
+    verified_key := private.phone_match_key(private.try_normalize_phone(account.phone));
+    -- Lock order, as everywhere: the auth.users row, then the profiles by id (the caller's
+    -- and the number's, which link_verified_phone locks again). A move takes the number's
+    -- profile for update, so it either waits for this link or is seen by the next read.
+    perform 1 from public.users as u
+    where u.auth_id = caller_id or private.phone_match_key(u.phone_number) = verified_key
+    order by u.id
+    for update;
+    select max(r.created_at) into moved_at
+    from public.whatsapp_number_reassignments as r
+    where private.phone_match_key(r.phone_number) = verified_key;
+    if moved_at > account.phone_confirmed_at then
+      raise exception using
+        errcode = 'PT410',
+        message = format(
+          'phone %s moved to another WhatsApp account on %s, after this account verified it',
+          private.try_normalize_phone(account.phone), moved_at),
+        hint = 'If the number is still the user''s, have them prove it again: auth.signInWithOtp({ phone }), then auth.verifyOtp({ phone, token, type: ''sms'' }), then link again. Otherwise verify their current number with auth.updateUser({ phone }).';
+    end if;
+  end if;
+  return private.link_verified_phone(caller_id, 'rpc');
+end;
+$$;
+comment on function public.link_whatsapp_account() is
+  'Makes the signed-in user and the WhatsApp profile of their verified phone one profile, and returns it. No arguments: the phone is read from auth.users. PT412 when the phone is not verified, PT410 when the number moved to another WhatsApp account after it was verified, PT409 when its profile belongs to another account. Authenticated only.';
+-- service_role too: Supabase's default privileges grant it every new function, and a
+-- link is only ever made for the signed-in user.
+revoke execute on function public.link_whatsapp_account() from public, anon, authenticated, service_role;
+grant execute on function public.link_whatsapp_account() to authenticated;
+
 -- triggers --------------------------------------------------------------------
-create or replace function private.record_inserted_phone_proof()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-  -- Supabase Auth inserts users unconfirmed and confirms in a later UPDATE: a row inserted
-  -- confirmed comes from the project's owner (a seed, an import), who vouches for it.
-  begin
-    insert into private.phone_proofs (auth_id, phone, proven_by)
-    values (new.id, new.phone, 'backend')
-    on conflict (auth_id) do nothing;
-  exception
-    when others then
-      raise warning 'phone proof of auth user % not recorded: %', new.id, sqlerrm;
-  end;
-  return null;
-end;
-$$;
-
-comment on function private.record_inserted_phone_proof() is
-  'After insert on auth.users of a user already holding a confirmed phone: records it as vouched for by the backend.';
-revoke execute on function private.record_inserted_phone_proof() from public, anon, authenticated;
-
-create trigger on_auth_user_created_with_phone
-after insert on auth.users
-for each row
-when (new.phone_confirmed_at is not null and coalesce(new.phone, '') <> '')
-execute function private.record_inserted_phone_proof();
-
-create or replace function private.note_phone_code_resent()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-  begin
-    insert into private.phone_proofs as p (auth_id, code_resent)
-    values (new.id, true)
-    on conflict (auth_id) do update set code_resent = true, updated_at = now();
-  exception
-    when others then
-      raise warning 'resent phone code of auth user % not recorded: %', new.id, sqlerrm;
-  end;
-  return null;
-end;
-$$;
-
-comment on function private.note_phone_code_resent() is
-  'After Supabase Auth sends another code to an unconfirmed phone (the sign-up''s own code was the first): remembers it for the first confirmation.';
-revoke execute on function private.note_phone_code_resent() from public, anon, authenticated;
-
--- The sign-up's own request sends the first code (confirmation_sent_at was null); any
--- later request for the number sends the next.
-create trigger on_auth_user_phone_code_resent
-after update of confirmation_sent_at on auth.users
-for each row
-when (
-  old.confirmation_sent_at is not null
-  and new.confirmation_sent_at is distinct from old.confirmation_sent_at
-  and new.phone_confirmed_at is null
-  and coalesce(new.phone, '') <> ''
-)
-execute function private.note_phone_code_resent();
-
 create or replace function private.link_confirmed_phone()
 returns trigger
 language plpgsql
@@ -389,12 +299,11 @@ begin
   return null;
 end;
 $$;
-
 comment on function private.link_confirmed_phone() is
   'After Supabase Auth writes phone or phone_confirmed_at: records what the write proved (private.phone_proofs), then links as link_whatsapp_account does; a refusal is recorded in public.user_merges, never raised.';
 revoke execute on function private.link_confirmed_phone() from public, anon, authenticated;
 
--- Now also on a renewal of an unchanged phone (a code sign-in, the admin API's
+-- On a confirmation, on a renewal of an unchanged phone (a code sign-in, the admin API's
 -- phone_confirm) and on a phone written without one, so each is judged.
 create or replace trigger on_auth_user_phone_confirmed
 after update of phone, phone_confirmed_at on auth.users

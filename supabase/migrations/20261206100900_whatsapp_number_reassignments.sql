@@ -81,7 +81,6 @@ begin
   return old;
 end;
 $$;
-
 comment on function private.clear_new_owner_of_reassignments() is
   'After delete on public.users: clears the deleted profile''s id and BSUID from the moves it took a number in, keeping the previous owners'' records.';
 revoke execute on function private.clear_new_owner_of_reassignments() from public, anon, authenticated;

@@ -1,8 +1,70 @@
+-- public.user_merges: the audit trail of account linking.
+-- One row per link that changed something (a WhatsApp profile merged into an app
+-- profile, a verified phone attached to an app profile) and per automatic link that
+-- was refused. Plain uuid columns, no foreign keys: the rows must outlive the merge
+-- that deletes the absorbed profile, the deletion of the auth user and the profiles
+-- themselves (forget_user erases a person's rows here explicitly).
+--
 -- The merge machinery: which rows reference a profile, and how two profiles become one.
 -- The references are read from the catalog (every foreign key to public.users(id)),
 -- so a table the app adds later is moved by a merge and erased by forget_user without
 -- touching this code. Internals only: the callers (link_whatsapp_account, the auth
 -- phone trigger, forget_user) decide who may merge what and hold the row locks.
+
+-- tables ----------------------------------------------------------------------
+create table public.user_merges (
+  id uuid primary key default gen_random_uuid(),
+  survivor_id uuid,
+  absorbed_id uuid,
+  auth_id uuid,
+  phone_number text,
+  moved jsonb not null default '{}'::jsonb,
+  outcome text not null,
+  reason text,
+  triggered_by text not null,
+  created_at timestamptz not null default now(),
+  constraint user_merges_outcome_known check (outcome in ('merged', 'phone_attached', 'refused')),
+  constraint user_merges_refusal_has_reason check (outcome <> 'refused' or reason is not null),
+  constraint user_merges_triggered_by_known
+    check (triggered_by in ('rpc', 'auth_trigger', 'inbound_message', 'migration', 'whatsapp_code')),
+  constraint user_merges_moved_is_object check (jsonb_typeof(moved) = 'object')
+);
+
+comment on table public.user_merges is
+  'Audit trail of account linking: every merge of a WhatsApp profile into an app account, every phone attached, every automatic link refused.';
+comment on column public.user_merges.id is 'The audit row id.';
+comment on column public.user_merges.survivor_id is
+  'The profile that remains: the WhatsApp profile that absorbed the app profile, or the app profile that got the phone. No foreign key: it may be erased later.';
+comment on column public.user_merges.absorbed_id is
+  'The app profile merged into the survivor and deleted; null when nothing was absorbed.';
+comment on column public.user_merges.auth_id is 'The Supabase Auth user whose verified phone was linked.';
+comment on column public.user_merges.phone_number is 'The verified phone in E.164.';
+comment on column public.user_merges.moved is
+  'What the merge moved from the absorbed profile to the survivor, as {"schema.table": rows}.';
+comment on column public.user_merges.outcome is
+  'merged (two profiles became one), phone_attached (no profile had the phone: it was written onto the app profile) or refused.';
+comment on column public.user_merges.reason is
+  'Why a link was refused ("SQLSTATE: message"), or why two WhatsApp profiles were one person; null for links.';
+comment on column public.user_merges.triggered_by is
+  'rpc (link_whatsapp_account), auth_trigger (Supabase Auth confirmed the phone), inbound_message (a message named both profiles), whatsapp_code (a link code sent and confirmed from WhatsApp, or refused) or migration.';
+comment on column public.user_merges.created_at is 'When the link happened or was refused.';
+
+create index user_merges_survivor_id_idx on public.user_merges (survivor_id);
+create index user_merges_absorbed_id_idx on public.user_merges (absorbed_id);
+create index user_merges_auth_id_idx on public.user_merges (auth_id);
+
+alter table public.user_merges enable row level security;
+
+revoke all on table public.user_merges from anon, authenticated;
+grant select on table public.user_merges to authenticated;
+grant select, insert, update, delete on table public.user_merges to service_role;
+
+-- policies --------------------------------------------------------------------
+create policy "users read own merges"
+on public.user_merges
+for select
+to authenticated
+using (auth_id = (select auth.uid()));
 
 -- helper functions ------------------------------------------------------------
 create or replace function private.user_references()
@@ -46,7 +108,6 @@ begin
     order by c.conrelid::regclass::text, a.attname;
 end;
 $$;
-
 comment on function private.user_references() is
   'Every (table, column, constraint) referencing public.users(id), read from the catalog; raises 0A000 for a key on any other column.';
 revoke execute on function private.user_references() from public, anon, authenticated;
@@ -101,17 +162,19 @@ begin
     end if;
   end loop;
 
-  -- auth_id and email are unique: the absorbed profile goes before the survivor takes them.
+  -- auth_id, email, phone and BSUID are unique: the absorbed profile goes before the
+  -- survivor takes what it lacks.
   delete from public.users as u where u.id = absorbed.id;
   update public.users as u
   set auth_id = coalesce(absorbed.auth_id, u.auth_id),
       email = coalesce(absorbed.email, u.email),
-      full_name = coalesce(u.full_name, absorbed.full_name)
+      full_name = coalesce(u.full_name, absorbed.full_name),
+      phone_number = coalesce(u.phone_number, absorbed.phone_number),
+      whatsapp_user_id = coalesce(u.whatsapp_user_id, absorbed.whatsapp_user_id)
   where u.id = survivor.id;
   return moved;
 end;
 $$;
-
 comment on function private.merge_profiles(uuid, uuid) is
-  'Moves every row referencing the absorbed profile to the survivor, deletes the absorbed profile, gives the survivor its auth_id and email (and name if it had none); returns {"table": rows moved}. Raises 23505 naming the table when a move breaks a unique constraint.';
+  'Moves every row referencing the absorbed profile to the survivor, deletes the absorbed profile, gives the survivor its auth_id, email, phone and BSUID where the survivor has none (and its name likewise); returns {"table": rows moved}. Raises 23505 naming the table when a move breaks a unique constraint.';
 revoke execute on function private.merge_profiles(uuid, uuid) from public, anon, authenticated;

@@ -72,6 +72,7 @@ comment on column public.outbound_messages.updated_at is 'When the row last chan
 
 create index outbound_messages_queued_idx on public.outbound_messages (queued_at) where status = 'queued';
 comment on index public.outbound_messages_queued_idx is 'Workers claim the oldest queued messages without reading the rest.';
+
 create index outbound_messages_unsettled_idx on public.outbound_messages (claimed_until)
 where status in ('sending', 'unknown');
 comment on index public.outbound_messages_unsettled_idx is 'Reconciliation finds messages whose outcome is unknown.';
@@ -101,7 +102,6 @@ begin
   return new;
 end;
 $$;
-
 comment on function private.outbound_message_follows_merge() is
   'Keeps a merge from failing on two profiles'' equal idempotency keys: the moved row''s key gets a suffix naming its former profile.';
 revoke execute on function private.outbound_message_follows_merge() from public, anon, authenticated;

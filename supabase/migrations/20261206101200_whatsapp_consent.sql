@@ -46,6 +46,7 @@ alter table public.whatsapp_consent_keywords enable row level security;
 revoke all on table public.whatsapp_consent_keywords from anon, authenticated;
 grant select, insert, update, delete on table public.whatsapp_consent_keywords to service_role;
 
+-- data ------------------------------------------------------------------------
 insert into public.whatsapp_consent_keywords (keyword, effect, reply)
 select
   k.keyword,
@@ -87,7 +88,6 @@ as $$
     null
   );
 $$;
-
 comment on function private.whatsapp_address_hashes(text, text) is
   'The consent keys of a profile''s addresses: the hash of its number''s match key and of its BSUID (nulls left out).';
 revoke execute on function private.whatsapp_address_hashes(text, text) from public, anon, authenticated;
@@ -109,7 +109,6 @@ begin
   set opted_out = excluded.opted_out, keyword = excluded.keyword, changed_at = excluded.changed_at;
 end;
 $$;
-
 comment on function private.set_whatsapp_consent(uuid, text, text) is
   'Opts every address of a profile out (effect opt_out) or back in (opt_in), recording the keyword.';
 revoke execute on function private.set_whatsapp_consent(uuid, text, text) from public, anon, authenticated;
@@ -130,7 +129,6 @@ as $$
     where u.id = whatsapp_opted_out.user_id and o.opted_out
   );
 $$;
-
 comment on function public.whatsapp_opted_out(uuid) is
   'Whether the profile opted out of WhatsApp messages (by any of its numbers or BSUIDs). Service role only.';
 revoke execute on function public.whatsapp_opted_out(uuid) from public, anon, authenticated;

@@ -1,20 +1,38 @@
--- A reassigned number is a new person.
--- Carriers recycle mobile numbers, and WhatsApp's business-scoped user id (BSUID) belongs
--- to the WhatsApp account, not the number: Meta keeps it through username changes and
--- generates a new one when a person changes number. So when a number's profile holds a
--- BSUID and a message from that number carries another, another account writes from the
--- number now: usually a new owner, sometimes the same person after deleting and
--- re-registering their account. One message cannot tell those apart, and only one mistake
--- is safe: giving a stranger someone's history is a breach, splitting a person is mended
--- by linking again. So the number moves: to the new account's profile (made for it, or
--- the one its BSUID already has), the message with it; the previous profile keeps its
--- history, BSUID and account and gives the number up, audited in
--- public.whatsapp_number_reassignments. A later message of the previous account from
--- that number (sent before the move, delivered after) goes to the previous profile and
--- never takes the number back. A profile without a BSUID (messages from before BSUIDs)
--- cannot be told from its number's next owner: it records the first BSUID it is sent.
--- receive_whatsapp_message's own lookup of a known sender is unchanged: it matches only a
--- profile holding the message's number and BSUID, which none of these cases has.
+-- public.get_or_create_whatsapp_user: the WhatsApp sender's profile, found or created.
+-- Race-free without locks: the unique index on phone_number arbitrates through
+-- insert ... on conflict do nothing, so concurrent first messages from one number
+-- create one profile and every caller gets its id. An existing sender costs one
+-- index lookup and writes nothing.
+--
+-- WhatsApp usernames: senders known by a business-scoped user id (BSUID).
+-- Since April 2026 Meta adds a BSUID (e.g. 'US.13491208655302741918') to every inbound
+-- message, and a user who adopts a username may have their phone left out entirely:
+-- Twilio then sends the BSUID as ExternalUserId and in From. Such a message must be
+-- stored, not refused, so a profile may be known by BSUID alone. When one message
+-- carries both a phone and a BSUID that sit on two profiles, WhatsApp itself says they
+-- are one person: the BSUID profile is merged into the phone profile and audited.
+-- A BSUID is scoped to one business portfolio and changes when the user changes their
+-- number, so the phone stays the primary key of a WhatsApp identity when present.
+
+-- types -----------------------------------------------------------------------
+-- A named row type for what private.whatsapp_user and get_or_create_whatsapp_user return.
+-- `returns table` cannot serve the public function: a plpgsql function may not have an
+-- argument and a result column of one name, and both are whatsapp_user_id there. And a
+-- call of a function returning one row of a named type is a simple expression to plpgsql:
+-- no query to run and no result set to build, which a set-returning function needs.
+create type public.whatsapp_sender as (
+  id uuid,
+  auth_id uuid,
+  phone_number text,
+  whatsapp_user_id text,
+  email text,
+  full_name text,
+  created_at timestamptz,
+  updated_at timestamptz,
+  created boolean
+);
+comment on type public.whatsapp_sender is
+  'A WhatsApp sender''s profile columns, and created = true only for the call that inserted the profile: what private.whatsapp_user and get_or_create_whatsapp_user return.';
 
 -- helper functions ------------------------------------------------------------
 create or replace function private.whatsapp_user(
@@ -268,7 +286,32 @@ begin
     message = format('could not settle the profile of phone %s / BSUID %s; retry', normalized_phone, bsuid);
 end;
 $$;
-
 comment on function private.whatsapp_user(text, text, text, boolean) is
   'Finds or creates the profile of a WhatsApp sender by phone and/or BSUID: merges a BSUID-only profile into the profile of a number without a BSUID, moves a number whose profile holds another BSUID to the writing account''s profile (audited in public.whatsapp_number_reassignments), and never gives a number back to an account that gave it up; created is true only for the call that inserted the profile.';
 revoke execute on function private.whatsapp_user(text, text, text, boolean) from public, anon, authenticated;
+
+-- public rpc ------------------------------------------------------------------
+create or replace function public.get_or_create_whatsapp_user(
+  phone text default null,
+  profile_name text default null,
+  whatsapp_user_id text default null
+)
+returns setof public.whatsapp_sender
+language plpgsql
+security definer
+set search_path = ''
+as $$
+-- plpgsql rather than sql: PostgreSQL plans a non-inlined sql function's body on every
+-- call, while plpgsql keeps the plan for the session (a third of the call's cost).
+begin
+  return next private.whatsapp_user(
+    get_or_create_whatsapp_user.phone,
+    get_or_create_whatsapp_user.profile_name,
+    get_or_create_whatsapp_user.whatsapp_user_id
+  );
+end;
+$$;
+comment on function public.get_or_create_whatsapp_user(text, text, text) is
+  'The profile of a WhatsApp sender by phone and/or BSUID (whatsapp_user_id), created on first contact (created = true for that call only). Service role only.';
+revoke execute on function public.get_or_create_whatsapp_user(text, text, text) from public, anon, authenticated;
+grant execute on function public.get_or_create_whatsapp_user(text, text, text) to service_role;

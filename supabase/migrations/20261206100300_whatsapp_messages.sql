@@ -1,5 +1,6 @@
 -- public.whatsapp_messages: every inbound WhatsApp message, stored once per MessageSid.
 
+-- tables ----------------------------------------------------------------------
 create table public.whatsapp_messages (
   id uuid primary key default gen_random_uuid(),
   message_sid varchar(64) not null unique,
@@ -36,6 +37,7 @@ revoke all on table public.whatsapp_messages from anon, authenticated;
 grant select on table public.whatsapp_messages to authenticated;
 grant select, insert, update, delete on table public.whatsapp_messages to service_role;
 
+-- policies --------------------------------------------------------------------
 create policy "users read own messages"
 on public.whatsapp_messages
 for select

@@ -1,16 +1,10 @@
--- forget_user erases the person's whole audit history, found through indexes.
--- A person's audit rows name profiles that no longer exist: every profile merged into
--- theirs (a BSUID-only profile, an app profile, a number they wrote from before) left
--- rows naming it as survivor, and those rows hold the person's numbers and BSUIDs.
--- Erasure now follows the merges back (outcome 'merged' only: a refused link names
--- another person's profile) and matches the number in any equivalent form. Before,
--- the phone test was an exact match on an unindexed column, so every erasure read the
--- whole audit table.
-
--- tables ----------------------------------------------------------------------
-create index user_merges_phone_match_key_idx on public.user_merges (private.phone_match_key(phone_number));
-comment on index public.user_merges_phone_match_key_idx is
-  'forget_user finds the audit rows naming a number, in any equivalent form, without reading the whole table.';
+-- public.forget_user: a right-to-erasure request, in one transaction.
+-- Erases the profile, every row that references it through a foreign key (found from
+-- the catalog, so tables the app adds later are covered), the audit rows about the
+-- person, and their Supabase Auth account when they have one. Rows that reference
+-- those rows go by their own foreign key actions. A foreign key from public.users to
+-- itself (e.g. a referrer) is left to its own on delete action: it points at other
+-- people's profiles.
 
 -- public rpc ------------------------------------------------------------------
 create or replace function public.forget_user(user_id uuid)
@@ -59,12 +53,12 @@ begin
   )
   select array_agg(t.id) into history from merged_into as t;
 
-  -- An array rather than a subquery keeps each test an index condition.
+  -- An array rather than a subquery keeps each test an index condition. The number a row
+  -- names is not a test: a number passes from one person to another.
   delete from public.user_merges as m
   where m.survivor_id = any (history)
      or m.absorbed_id = any (history)
-     or m.auth_id = profile.auth_id
-     or private.phone_match_key(m.phone_number) = private.phone_match_key(profile.phone_number);
+     or m.auth_id = profile.auth_id;
   get diagnostics removed_rows = row_count;
   removed := removed || jsonb_build_object('public.user_merges', removed_rows);
 
@@ -84,8 +78,7 @@ begin
     order by e.key;
 end;
 $$;
-
 comment on function public.forget_user(uuid) is
-  'Right to erasure: deletes the profile, every row referencing it, its audit rows (those of the profiles merged into it and those naming its number in any equivalent form) and its auth user; returns the rows removed per table. PT404 when there is no such profile. Service role only.';
+  'Right to erasure: deletes the profile, every row referencing it, its audit rows (those naming it, a profile merged into it, or its auth user; never another person''s row naming the same number) and its auth user; returns the rows removed per table. PT404 when there is no such profile. Service role only.';
 revoke execute on function public.forget_user(uuid) from public, anon, authenticated;
 grant execute on function public.forget_user(uuid) to service_role;

@@ -1,14 +1,12 @@
--- Inbound consent keywords: STOP, PARAR, BAJA ... opt the sender out, START, VOLTAR,
--- ALTA ... back in (public.whatsapp_consent_keywords), in the same call that stores the
--- message, so the relay still makes one database call per webhook. The call returns the
--- keyword's confirmation (consent_reply) for the relay's TwiML answer; a redelivery gets it
--- again without changing the state twice. Only a message that is the keyword (any case,
--- trailing punctuation ignored) counts, and only a message of at most 24 characters costs a
--- lookup: the known-sender path is otherwise unchanged. The result gains a column, so the
--- function is dropped and created again with its grants.
+-- public.receive_whatsapp_message: the relay's single round trip per webhook.
+-- One transaction: the sender's profile found or created, the message stored once
+-- per MessageSid. A redelivery returns what the first delivery returned, so the
+-- relay answers it the same way (a new user is greeted even if Twilio never got
+-- the first answer).
+-- It also answers the consent keywords (whatsapp_consent) and link codes
+-- (whatsapp_link_codes), so it comes after both.
 
-drop function public.receive_whatsapp_message(text, text, text, text, jsonb, text);
-
+-- public rpc ------------------------------------------------------------------
 create or replace function public.receive_whatsapp_message(
   message_sid text,
   phone text,
@@ -17,7 +15,15 @@ create or replace function public.receive_whatsapp_message(
   media jsonb default '[]'::jsonb,
   whatsapp_user_id text default null
 )
-returns table (user_id uuid, message_id uuid, user_created boolean, duplicate boolean, consent_reply text)
+returns table (
+  user_id uuid,
+  message_id uuid,
+  user_created boolean,
+  duplicate boolean,
+  consent_reply text,
+  link_code text,
+  link_account text
+)
 language plpgsql
 security definer
 set search_path = ''
@@ -84,6 +90,14 @@ begin
     );
   end if;
 
+  -- link codes: a body shaped like a link code or a confirmation word (a regular expression,
+  -- no lookup) is handled by private.handle_link_code, in this transaction and before the
+  -- message is stored, so that it tells a redelivery (the MessageSid already stored) apart.
+  if upper(btrim(receive_whatsapp_message.body)) ~ '^(LINK-[A-Z0-9]{6}|YES|SIM|SÍ|Sí)$' then
+    select h.outcome, h.account into link_code, link_account
+    from private.handle_link_code(sender.id, receive_whatsapp_message.body, sid) as h;
+  end if;
+
   insert into public.whatsapp_messages as m (message_sid, user_id, body, media, profile_name, user_created)
   values (
     sid,
@@ -125,8 +139,7 @@ begin
   return next;
 end;
 $$;
-
 comment on function public.receive_whatsapp_message(text, text, text, text, jsonb, text) is
-  'Stores an inbound WhatsApp message once per MessageSid and returns the sender''s profile id, found by phone and/or BSUID (whatsapp_user_id); duplicate = true for redeliveries. A message that is a consent keyword (public.whatsapp_consent_keywords) opts the sender out or in, and consent_reply is its confirmation. Service role only.';
+  'Stores an inbound WhatsApp message once per MessageSid and returns the sender''s profile id, found by phone and/or BSUID (whatsapp_user_id); duplicate = true for redeliveries. A message that is a consent keyword (public.whatsapp_consent_keywords) opts the sender out or in, and consent_reply is its confirmation. A body that is a link code or its confirmation (YES) is acted on: link_code says what happened, link_account names the account masked. Service role only.';
 revoke execute on function public.receive_whatsapp_message(text, text, text, text, jsonb, text) from public, anon, authenticated;  -- noqa: LT05
 grant execute on function public.receive_whatsapp_message(text, text, text, text, jsonb, text) to service_role;

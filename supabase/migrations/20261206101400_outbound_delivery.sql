@@ -25,7 +25,6 @@ as $$
     when 'read' then 5
   end;
 $$;
-
 comment on function private.outbound_status_rank(text) is
   'How far a status is along: a status callback only ever moves a message to a higher rank. Delivered and read outrank failed and undelivered: Twilio moved on.';
 revoke execute on function private.outbound_status_rank(text) from public, anon, authenticated;
@@ -65,7 +64,6 @@ as $$
 
   select c.* from claimed as c where c.status = 'sending' order by c.queued_at;
 $$;
-
 comment on function public.claim_outbound_messages(integer, integer) is
   'Claims up to max_messages queued messages for one worker (status sending, attempts + 1, held for lease_seconds) without waiting for rows other workers hold; a message to a person who opted out meanwhile fails instead. Service role only.';
 revoke execute on function public.claim_outbound_messages(integer, integer) from public, anon, authenticated;
@@ -98,7 +96,6 @@ as $$
   where o.id = p.id
   returning o.*;
 $$;
-
 comment on function public.claim_unsettled_outbound_messages(integer, integer) is
   'Claims messages whose send outcome is unknown (or whose worker''s lease ran out) for reconciliation, held for lease_seconds. Service role only.';
 revoke execute on function public.claim_unsettled_outbound_messages(integer, integer) from public, anon, authenticated;
@@ -164,7 +161,6 @@ begin
     returning o.*;
 end;
 $$;
-
 comment on function public.settle_outbound_message(uuid, integer, text, text, integer, text, integer) is
   'Records a worker''s outcome for the attempt it claimed: sent (with the MessageSid), failed (Twilio''s code), unknown (reconciled after recheck_after_seconds), or queued again (only from unknown). No row when the claim is no longer current. Service role only.';
 revoke execute on function public.settle_outbound_message(uuid, integer, text, text, integer, text, integer) from public, anon, authenticated;  -- noqa: LT05
@@ -242,7 +238,6 @@ begin
     returning o.id, o.status, o.status <> t.before;
 end;
 $$;
-
 comment on function public.record_whatsapp_status(text, text, integer, uuid) is
   'Applies a Twilio status callback to its outbound message, moving the status only forward (read > delivered > failed, undelivered > sent) and stamping the reported status''s time once; returns the message''s status now, or no row for a message not in the outbox. Service role only.';
 revoke execute on function public.record_whatsapp_status(text, text, integer, uuid) from public, anon, authenticated;

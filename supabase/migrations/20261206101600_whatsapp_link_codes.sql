@@ -21,7 +21,7 @@
 -- rest of the hour, and one code can be held by at most 3 senders. Every failure and
 -- refusal is audited.
 -- public.receive_whatsapp_message calls private.handle_link_code for bodies shaped like a
--- code or a confirmation word (next migration); every other message costs nothing here.
+-- code or a confirmation word; every other message costs nothing here.
 
 -- types -----------------------------------------------------------------------
 create type public.whatsapp_link_code as (
@@ -29,7 +29,6 @@ create type public.whatsapp_link_code as (
   expires_at timestamptz,
   whatsapp_url text
 );
-
 comment on type public.whatsapp_link_code is
   'A code for linking from inside WhatsApp: the code to show, when it expires, and the https://wa.me link that opens WhatsApp with the code typed in.';
 
@@ -65,6 +64,7 @@ comment on column private.whatsapp_link_codes.window_started_at is 'Start of the
 create index whatsapp_link_codes_held_by_user_id_idx on private.whatsapp_link_codes (held_by_user_id);
 
 alter table private.whatsapp_link_codes enable row level security;
+
 revoke all on table private.whatsapp_link_codes from public, anon, authenticated, service_role;
 
 create table private.whatsapp_link_code_failures (
@@ -80,14 +80,8 @@ comment on column private.whatsapp_link_code_failures.failures is 'Failed codes 
 comment on column private.whatsapp_link_code_failures.window_started_at is 'Start of the sender''s current one-hour window.';
 
 alter table private.whatsapp_link_code_failures enable row level security;
+
 revoke all on table private.whatsapp_link_code_failures from public, anon, authenticated, service_role;
-
-alter table public.user_merges drop constraint user_merges_triggered_by_known;
-alter table public.user_merges add constraint user_merges_triggered_by_known
-check (triggered_by in ('rpc', 'auth_trigger', 'inbound_message', 'migration', 'whatsapp_code'));
-
-comment on column public.user_merges.triggered_by is
-  'rpc (link_whatsapp_account), auth_trigger (Supabase Auth confirmed the phone), inbound_message (a message named both profiles), whatsapp_code (a link code sent and confirmed from WhatsApp, or refused) or migration.';
 
 -- helper functions ------------------------------------------------------------
 create or replace function private.masked_account(auth_user_id uuid)
@@ -106,7 +100,6 @@ as $$
   from auth.users as u
   where u.id = masked_account.auth_user_id;
 $$;
-
 comment on function private.masked_account(uuid) is
   'The account as a link-code confirmation names it: a***@example.com, or the last four digits of its phone.';
 revoke execute on function private.masked_account(uuid) from public, anon, authenticated;
@@ -142,7 +135,6 @@ begin
   );
 end;
 $$;
-
 comment on function private.note_link_code_failure(uuid, uuid, text, boolean) is
   'Counts a failed link code against its sender (the guessing bound) and audits it in public.user_merges; a redelivery counts nothing.';
 revoke execute on function private.note_link_code_failure(uuid, uuid, text, boolean) from public, anon, authenticated;
@@ -157,7 +149,6 @@ as $$
   insert into public.user_merges (survivor_id, auth_id, outcome, reason, triggered_by)
   values (refuse_code_link.sender_id, refuse_code_link.auth_user_id, 'refused', refuse_code_link.reason, 'whatsapp_code');
 $$;
-
 comment on function private.refuse_code_link(uuid, uuid, text) is
   'Audits a refused link-code link in public.user_merges (the sender''s profile id, the code''s account, the reason).';
 revoke execute on function private.refuse_code_link(uuid, uuid, text) from public, anon, authenticated;
@@ -180,7 +171,6 @@ as $$
       false
     );
 $$;
-
 comment on function private.account_has_other_whatsapp(public.users, public.users) is
   'True when the account''s profile holds a WhatsApp number or BSUID other than the sender''s (not the same number in any equivalent form).';
 revoke execute on function private.account_has_other_whatsapp(public.users, public.users) from public, anon, authenticated;  -- noqa: LT05
@@ -265,7 +255,6 @@ begin
     message = 'could not settle the profiles of a link code; retry';
 end;
 $$;
-
 comment on function private.link_by_code(private.whatsapp_link_codes, uuid) is
   'Links the sender''s WhatsApp profile with the code''s account (the WhatsApp profile survives, as in the phone link) and consumes the code; refusals change nothing and are audited. Returns linked, linked_elsewhere, account_has_whatsapp, refused, or null when the sender''s profile is gone.';
 revoke execute on function private.link_by_code(private.whatsapp_link_codes, uuid) from public, anon, authenticated;
@@ -396,12 +385,11 @@ begin
   return query select 'code_held', private.masked_account(code.auth_id);
 end;
 $$;
-
 comment on function private.handle_link_code(uuid, text, text) is
   'What a message whose body is a link code or a confirmation word does: holds the code for the sender (code_held, with the masked account), links on YES (linked), or refuses (code_expired, code_unknown, linked_elsewhere, account_has_whatsapp, too_many_tries, refused); no row for any other message. Called by receive_whatsapp_message.';
 revoke execute on function private.handle_link_code(uuid, text, text) from public, anon, authenticated;
 
--- public rpcs -----------------------------------------------------------------
+-- public rpc ------------------------------------------------------------------
 create or replace function public.create_whatsapp_link_code()
 returns public.whatsapp_link_code
 language plpgsql
@@ -469,7 +457,6 @@ begin
     message = 'could not draw an unused link code; retry';
 end;
 $$;
-
 comment on function public.create_whatsapp_link_code() is
   'Makes the signed-in account''s WhatsApp link code (replacing its previous one): the code, its expiry (10 minutes) and the https://wa.me link that sends it. The person sends it from WhatsApp and confirms with YES. PT429 over 5 codes in 15 minutes, PT503 when public.whatsapp_settings has no number. Authenticated only.';
 revoke execute on function public.create_whatsapp_link_code() from public, anon, authenticated, service_role;
