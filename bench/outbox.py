@@ -28,8 +28,7 @@ import psycopg
 from twilio.rest import Client
 
 from glue.devdb import start_local_platform
-from glue.devdb.api import BackgroundServer
-from glue.devdb.server import free_port
+from glue.devdb.serving import BackgroundServer
 from glue.devdb.twilio_api import ACCOUNT, TOKEN, TwilioStandIn
 from glue.worker import RedirectedHttpClient, WorkerConfig, run_once
 
@@ -180,7 +179,7 @@ def sending(url: str, api: str, ids: list[str]) -> dict[str, Any]:
 
 def main() -> int:
     server = start_local_platform(seed=False)
-    stand_in = BackgroundServer(TwilioStandIn().app, free_port())
+    stand_in = BackgroundServer(TwilioStandIn().app)
     stand_in.start()
     try:
         url = server.url("postgres")
@@ -188,7 +187,7 @@ def main() -> int:
             conn.execute(BASELINE_TABLE)
             conn.execute("grant insert on public.bench_outbox_baseline to service_role")
         ids = people(url)
-        api = f"http://127.0.0.1:{stand_in.server.config.port}"
+        api = stand_in.base
         results = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "queueing": queueing(url, ids),

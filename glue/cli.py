@@ -20,8 +20,8 @@ from glue.status_callback import STATUS_PATH
 
 if TYPE_CHECKING:
     from glue.devdb import EmbeddedPostgres, LocalAuth
-    from glue.devdb.api import BackgroundServer
     from glue.devdb.mail import Mail
+    from glue.devdb.serving import BackgroundServer
 
 API_PORT = 54321  # the Supabase CLI's local API port
 DEV_WELCOME = "Welcome! This is the glue relay on your machine. Send anything and it echoes it back."
@@ -92,19 +92,20 @@ def _start_local_auth(
 ) -> tuple[LocalAuth | None, BackgroundServer | None, list[str]]:
     """The real Auth server and the local API (`/auth/v1`, `/rest/v1`) when Auth's binary is here."""
     from glue.devdb import start_local_auth
-    from glue.devdb.api import BackgroundServer, create_api
+    from glue.devdb.api import create_api
     from glue.devdb.auth import load_config, test_otps, unavailable_reason
-    from glue.devdb.server import free_port, port_is_free
+    from glue.devdb.server import port_is_free
+    from glue.devdb.serving import BackgroundServer
 
     auth = start_local_auth(server, on_mail=_print_mail)
     if auth is None:
         return None, None, [f"  Auth:         not running ({unavailable_reason()})"]
     keys = {auth.server.anon_key, auth.server.service_role_key}
-    port = API_PORT if port_is_free(API_PORT) else free_port()
-    api = BackgroundServer(
-        create_api(server.url("authenticator"), auth.server.url, auth.server.secret, keys), port
-    )
     try:
+        api = BackgroundServer(
+            create_api(server.url("authenticator"), auth.server.url, auth.server.secret, keys),
+            API_PORT if port_is_free(API_PORT) else 0,
+        )
         api.start()
     except BaseException:
         auth.stop()
@@ -114,7 +115,7 @@ def _start_local_auth(
         auth,
         api,
         [
-            f"  SUPABASE_URL=http://127.0.0.1:{port}   (/auth/v1: the real Supabase Auth server; /rest/v1: RPCs and reads)",
+            f"  SUPABASE_URL={api.base}   (/auth/v1: the real Supabase Auth server; /rest/v1: RPCs and reads)",
             f"  SUPABASE_ANON_KEY={auth.server.anon_key}",
             f"  SUPABASE_SERVICE_ROLE_KEY={auth.server.service_role_key}",
             f"  test phones:  {numbers}   ([auth.sms.test_otp] in supabase/config.toml)",
@@ -156,8 +157,7 @@ class DevOutbox:
 
         from twilio.rest import Client
 
-        from glue.devdb.api import BackgroundServer
-        from glue.devdb.server import free_port
+        from glue.devdb.serving import BackgroundServer
         from glue.devdb.twilio_api import ACCOUNT, TOKEN, TwilioStandIn
         from glue.worker import RedirectedHttpClient, WorkerConfig
 
@@ -165,9 +165,9 @@ class DevOutbox:
         self.relay_token = relay_token
         self.interval = interval
         self.standin = TwilioStandIn()
-        self.port = free_port()
-        self.api = BackgroundServer(self.standin.app, self.port)
-        http = RedirectedHttpClient(f"http://127.0.0.1:{self.port}")
+        self.api = BackgroundServer(self.standin.app)
+        self.port = self.api.port
+        http = RedirectedHttpClient(self.api.base)
         self.client = Client(ACCOUNT, TOKEN, http_client=http)
         self.config = WorkerConfig(from_address=DEV_SENDER, status_callback_url=relay_base + STATUS_PATH)
         self.stopping = threading.Event()

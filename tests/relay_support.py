@@ -7,19 +7,17 @@ live in conftest.py.
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import uvicorn
 from actors import Database
-from starlette.applications import Starlette
 from twilio.request_validator import RequestValidator
 
 from glue.app import create_app
+from glue.devdb.serving import BackgroundServer
 from glue.gateway import PsycopgGateway
 from glue.hooks import ReplyHook, Sender
 from glue.settings import WEBHOOK_PATH, Settings
@@ -46,39 +44,16 @@ def deadline_poll(check: Callable[[], bool], timeout: float = 20.0, what: str = 
         time.sleep(0.02)
 
 
-class RelayServer:
-    """A real uvicorn serving `app` on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, lifespan="on", ws="none", proxy_headers=False, access_log=False, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class RelayServer(BackgroundServer):
+    """The relay (or any app) served by a real uvicorn on 127.0.0.1, with its webhook URL at hand."""
 
     @property
     def url(self) -> str:
         return self.base + WEBHOOK_PATH
 
-    def __enter__(self) -> RelayServer:
-        self.thread.start()
-        deadline_poll(lambda: self.server.started or not self.thread.is_alive(), what="uvicorn to start")
-        assert self.server.started, "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.sock.close()
-        assert not self.thread.is_alive()
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        assert not self.thread.is_alive(), "uvicorn did not stop"
 
 
 def make_settings(**overrides: Any) -> Settings:

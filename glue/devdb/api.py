@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +21,6 @@ from typing import Any
 import httpx
 import jwt
 import psycopg
-import uvicorn
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.applications import Starlette
@@ -290,32 +287,3 @@ def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) ->
         ],
         lifespan=lifespan,
     )
-
-
-class BackgroundServer:
-    """uvicorn serving an app on 127.0.0.1:`port` from a thread, for `glue dev`."""
-
-    def __init__(self, app: Starlette, port: int) -> None:
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            lifespan="on",
-            proxy_headers=False,
-            access_log=False,
-            log_level="warning",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the local API did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
