@@ -127,13 +127,11 @@ def run(server: EmbeddedPostgres, variant: str, index: int, seconds: float) -> N
         ctx.Process(target=_process, args=(url, variant, numbers, seconds, barrier, queue))
         for _ in range(PROCESSES)
     ]
-    started = time.monotonic()
     for p in procs:
         p.start()
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
-    wall = time.monotonic() - started
     flat = [r for batch in results for r in batch]
     calls = sum(r[0] for r in flat)
     lat = sorted(x for r in flat for x in r[3])
@@ -163,4 +161,3 @@ def run(server: EmbeddedPostgres, variant: str, index: int, seconds: float) -> N
         errors=sum(r[1] for r in flat),
         created_flags=sum(r[2] for r in flat),
     )
-    del wall

@@ -200,12 +200,6 @@ class SupabaseAuth:
             (str(user_id), user_id, json.dumps(data), provider),
         )
 
-    def _set_identity(self, user_id: uuid.UUID, provider: str, data: dict[str, Any]) -> None:
-        self._conn.execute(
-            "update identities set identity_data = %s, updated_at = now() where user_id = %s and provider = %s",
-            (json.dumps(data), user_id, provider),
-        )
-
     def sign_up(self, email: str, metadata: dict[str, Any] | None = None, confirm: bool = True) -> uuid.UUID:
         """signUp({ email, password }) with confirmations on; `confirm` follows the mail's link."""
         user_id = uuid.uuid4()
@@ -246,17 +240,6 @@ class SupabaseAuth:
         """signInWithOtp({ phone }) for a new number, then verifyOtp({ type: 'sms' }) with the code it sent."""
         user_id = self.request_phone_code(phone_digits)
         self.verify_phone_code(phone_digits)
-        return user_id
-
-    def request_phone_sign_in(self, phone_digits: str) -> uuid.UUID:
-        """signInWithOtp({ phone }) for a number no account holds: an unconfirmed user with the phone."""
-        user_id = uuid.uuid4()
-        identity = {"sub": str(user_id), "email_verified": False, "phone_verified": False}
-        with self._conn.transaction():
-            self._insert(user_id, "phone", None, phone_digits, {})
-            self._add_identity(user_id, "phone", identity)
-            self._set(user_id, "raw_user_meta_data = %s", json.dumps(identity))
-        self._set(user_id, "confirmation_sent_at = now(), confirmation_token = %s", token_hash())
         return user_id
 
     def verify_phone_sign_in(self, user_id: uuid.UUID) -> None:
