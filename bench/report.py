@@ -184,8 +184,8 @@ def chart(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _fmt(x: float, digits: int = 0) -> str:
-    return f"{x:,.{digits}f}"
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}"
 
 
 def generated(results: dict[str, Any]) -> str:

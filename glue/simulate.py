@@ -12,6 +12,7 @@ from glue.settings import WEBHOOK_PATH
 from glue.status_callback import STATUS_PATH
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+ACCOUNT_SID = "AC" + "0" * 32  # well-formed; the relay checks it only when told which SIDs to allow
 
 
 def message_sid() -> str:
@@ -26,7 +27,6 @@ def inbound_params(
     to: str = "whatsapp:+14155238886",
     sid: str | None = None,
     profile_name: str | None = None,
-    account_sid: str = "AC" + "0" * 32,
     media: list[tuple[str, str]] | None = None,
 ) -> dict[str, str]:
     """The parameters Twilio posts for an inbound WhatsApp message."""
@@ -36,7 +36,7 @@ def inbound_params(
         "SmsMessageSid": sid,
         "SmsSid": sid,
         "MessageSid": sid,
-        "AccountSid": account_sid,
+        "AccountSid": ACCOUNT_SID,
         "ApiVersion": "2010-04-01",
         "SmsStatus": "received",
         "From": f"whatsapp:{phone}",
@@ -62,7 +62,6 @@ def status_params(
     sender: str = "whatsapp:+14155238886",
     recipient: str | None = None,
     error_code: int | None = None,
-    account_sid: str = "AC" + "0" * 32,
 ) -> dict[str, str]:
     """The parameters Twilio posts to a message's StatusCallback when its status changes."""
     params = {
@@ -70,7 +69,7 @@ def status_params(
         "SmsSid": sid,
         "MessageStatus": status,
         "SmsStatus": status,
-        "AccountSid": account_sid,
+        "AccountSid": ACCOUNT_SID,
         "ApiVersion": "2010-04-01",
         "ChannelPrefix": "whatsapp",
         "From": sender if sender.startswith("whatsapp:") else f"whatsapp:{sender}",

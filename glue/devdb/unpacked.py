@@ -98,13 +98,13 @@ HARD_DEPENDENCIES_ONLY = [
 ]
 
 
-def missing_libraries(package: str = PACKAGE) -> list[str]:
-    """The shared-library packages `package` needs, directly or not, that this machine lacks.
+def missing_libraries() -> list[str]:
+    """The shared-library packages PostgreSQL's package needs, directly or not, that this machine lacks.
 
     An installed package's own dependencies are installed too, so only missing ones are followed.
     """
     missing: set[str] = set()
-    frontier = [package]
+    frontier = [PACKAGE]
     while frontier:
         listing = _run(["apt-cache", "depends", *HARD_DEPENDENCIES_ONLY, *frontier])
         needed = {
