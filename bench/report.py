@@ -163,8 +163,8 @@ def chart(results: dict[str, Any], path: Path) -> Path:
     for kind, style in (("baseline", "k--o"), ("floor", "k:^"), ("relay", "-sC0")):
         points = sorted((r["workers"], r["rate"]) for r in http if r["server"] == kind)
         if points:
-            label = {"baseline": "no-work server", "floor": "signature + select 1", "relay": "relay"}[kind]
-            axes[2][1].plot([p[0] for p in points], [p[1] for p in points], style, label=label)
+            name = {"baseline": "no-work server", "floor": "signature + select 1", "relay": "relay"}[kind]
+            axes[2][1].plot([p[0] for p in points], [p[1] for p in points], style, label=name)
     axes[2][1].set_xticks([1, 2])
     axes[2][1].set_xlabel("uvicorn workers")
     axes[2][1].set_ylabel("requests/s")

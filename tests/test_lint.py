@@ -1,4 +1,4 @@
-"""The linters are part of the test run: sqlfluff on supabase/, ruff on the repository, mypy --strict on glue/.
+"""The linters are part of the test run: sqlfluff on supabase/, ruff on the repository, mypy --strict on glue/ and bench/.
 
 Each runs with the repository's own configuration (.sqlfluff, pyproject.toml) from
 the venv that runs pytest, and a failure prints the linter's full report.
@@ -18,7 +18,7 @@ LINTERS = {
     "sqlfluff lint supabase/": [sys.executable, "-m", "sqlfluff", "lint", "supabase/", "--nocolor"],
     "ruff check": [sys.executable, "-m", "ruff", "check", "--no-cache", "."],
     "ruff format --check": [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."],
-    "mypy --strict glue/": [sys.executable, "-m", "mypy", "--strict"],
+    "mypy --strict glue/ bench/": [sys.executable, "-m", "mypy", "--strict"],
 }
 
 
