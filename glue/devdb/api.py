@@ -107,67 +107,106 @@ def claims_of(request: Request, secret: str, keys: set[str]) -> dict[str, Any]:
     return claims
 
 
-def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) -> Starlette:
-    """The app: `database_url` connects as authenticator, `auth_url` is the Auth server."""
-    pool = AsyncConnectionPool(database_url, min_size=1, max_size=5, open=False, timeout=5)
-    http = httpx.AsyncClient(base_url=auth_url, timeout=30)
+def database_error(error: psycopg.Error | PoolTimeout, role: str) -> ApiError:
+    """A database failure as PostgREST answers it: the statement's SQLSTATE mapped to a status,
+    or 503 when the connection itself failed."""
+    state = error.sqlstate if isinstance(error, psycopg.Error) else None
+    if state is None:
+        return ApiError(503, "PGRST000", "Could not connect with the database", str(error)[:200])
+    diag = error.diag if isinstance(error, psycopg.Error) else None
+    return ApiError(
+        status_for(state, role),
+        state,
+        (diag.message_primary if diag else None) or str(error),
+        diag.message_hint if diag else None,
+    )
 
-    async def in_request(
-        request: Request, statement: sql.Composed, params: dict[str, Any] | list[Any]
-    ) -> Any:
-        claims = claims_of(request, secret, keys)
-        role = str(claims["role"])
-        try:
-            return await run(claims, role, request.method, statement, params)
-        except (psycopg.OperationalError, PoolTimeout) as failure:
-            if isinstance(failure, psycopg.Error) and failure.sqlstate:
-                raise ApiError(
-                    status_for(failure.sqlstate, role),
-                    failure.sqlstate,
-                    failure.diag.message_primary or str(failure),
-                ) from failure
-            raise ApiError(
-                503, "PGRST000", "Could not connect with the database", str(failure)[:200]
-            ) from failure
+
+def rpc_statement(name: str, args: dict[str, Any], returns_set: bool, returns_row: bool) -> sql.Composed:
+    """`select` of public.<name>(arg => value, ...) answering as PostgREST does: a set as a JSON
+    array, one row as an object, a scalar as its value."""
+    call = sql.SQL("public.{}({})").format(
+        sql.Identifier(name),
+        sql.SQL(", ").join(sql.SQL("{} => %({})s").format(sql.Identifier(k), sql.SQL(k)) for k in args),
+    )
+    if returns_set and returns_row:
+        return sql.SQL("select coalesce(jsonb_agg(to_jsonb(t)), '[]') from {} as t").format(call)
+    if returns_set:
+        return sql.SQL("select coalesce(jsonb_agg(t.v), '[]') from {} as t(v)").format(call)
+    if returns_row:
+        return sql.SQL("select to_jsonb(t) from {} as t").format(call)
+    return sql.SQL("select to_jsonb({})").format(call)
+
+
+def read_statement(name: str, query: list[tuple[str, str]]) -> tuple[sql.Composed, list[Any]]:
+    """A read of public.<name> from PostgREST's query syntax: `select=`, `col=eq.value`, `order=`."""
+    columns = dict(query).get("select", "*")
+    wanted = (
+        sql.SQL("*")
+        if columns == "*"
+        else sql.SQL(", ").join(
+            sql.Identifier(c.strip()) for c in columns.split(",") if NAME.match(c.strip())
+        )
+    )
+    where: list[sql.Composable] = []
+    params: list[Any] = []
+    order: list[sql.Composable] = []
+    for key, value in query:
+        if key == "select":
+            continue
+        if key == "order":
+            for part in value.split(","):
+                column, _, direction = part.partition(".")
+                descending = sql.SQL("desc" if direction.startswith("desc") else "asc")
+                order.append(sql.SQL("{} {}").format(sql.Identifier(column), descending))
+            continue
+        if not NAME.match(key) or not value.startswith("eq."):
+            raise ApiError(501, "PGRST000", f"the local API supports eq. filters only, not {key}={value}")
+        where.append(sql.SQL("{} = %s").format(sql.Identifier(key)))
+        params.append(value.removeprefix("eq."))
+    statement = sql.SQL(
+        "select coalesce(jsonb_agg(to_jsonb(t)), '[]') from (select {} from public.{}{}{}) as t"
+    ).format(
+        wanted,
+        sql.Identifier(name),
+        sql.SQL(" where ") + sql.SQL(" and ").join(where) if where else sql.SQL(""),
+        sql.SQL(" order by ") + sql.SQL(", ").join(order) if order else sql.SQL(""),
+    )
+    return statement, params
+
+
+class ApiDatabase:
+    """The database side of one API request, as PostgREST takes it: connected as authenticator,
+    the claims and the method set locally, `set local role` with that role's statement_timeout,
+    one transaction."""
+
+    def __init__(self, database_url: str) -> None:
+        self.pool = AsyncConnectionPool(database_url, min_size=1, max_size=5, open=False, timeout=5)
 
     async def run(
-        claims: dict[str, Any],
-        role: str,
-        method: str,
-        statement: sql.Composed,
-        params: dict[str, Any] | list[Any],
+        self, claims: dict[str, Any], method: str, statement: sql.Composed, params: dict[str, Any] | list[Any]
     ) -> Any:
-        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(
-                "select set_config('search_path', 'public, extensions', true),"
-                " set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true)",
-                (json.dumps(claims), method),
-            )
-            await cur.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
-            if role in ROLE_TIMEOUTS:
+        role = str(claims["role"])
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 await cur.execute(
-                    sql.SQL("set local statement_timeout = {}").format(sql.Literal(ROLE_TIMEOUTS[role]))
+                    "select set_config('search_path', 'public, extensions', true),"
+                    " set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true)",
+                    (json.dumps(claims), method),
                 )
-            try:
+                await cur.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
+                if role in ROLE_TIMEOUTS:
+                    timeout = sql.Literal(ROLE_TIMEOUTS[role])
+                    await cur.execute(sql.SQL("set local statement_timeout = {}").format(timeout))
                 await cur.execute(statement, params)
-            except psycopg.Error as error:
-                state = error.sqlstate
-                if state is None:  # the connection, not the statement: PostgREST answers 503
-                    raise ApiError(
-                        503, "PGRST000", "Could not connect with the database", str(error)[:200]
-                    ) from error
-                raise ApiError(
-                    status_for(state, role),
-                    state,
-                    error.diag.message_primary or str(error),
-                    error.diag.message_hint,
-                ) from error
-            row = await cur.fetchone()
-            return row[0] if row else None
+                row = await cur.fetchone()
+                return row[0] if row else None
+        except (psycopg.Error, PoolTimeout) as error:
+            raise database_error(error, role) from error
 
-    async def function_shape(name: str) -> tuple[bool, bool] | None:
+    async def function_shape(self, name: str) -> tuple[bool, bool] | None:
         """(returns a set, returns rows) of public.<name>, or None when there is none."""
-        async with pool.connection() as conn, conn.cursor() as cur:
+        async with self.pool.connection() as conn, conn.cursor() as cur:
             await cur.execute(
                 "select p.proretset, t.typtype = 'c' or t.oid = 'record'::regtype from pg_proc as p"
                 " join pg_type as t on t.oid = p.prorettype"
@@ -177,36 +216,25 @@ def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) ->
             row = await cur.fetchone()
         return (bool(row[0]), bool(row[1])) if row else None
 
+
+def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) -> Starlette:
+    """The app: `database_url` connects as authenticator, `auth_url` is the Auth server."""
+    database = ApiDatabase(database_url)
+    http = httpx.AsyncClient(base_url=auth_url, timeout=30)
+
     async def rpc(request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            if not NAME.match(name):
-                raise ApiError(404, "PGRST202", f"Could not find the function public.{name}")
+            claims = claims_of(request, secret, keys)
             raw = await request.body()
             args = json.loads(raw) if raw.strip() else {}
             if not isinstance(args, dict) or not all(NAME.match(k) for k in args):
                 raise ApiError(400, "PGRST102", "The body must be a JSON object of argument names")
-            call = sql.SQL("public.{}({})").format(
-                sql.Identifier(name),
-                sql.SQL(", ").join(
-                    sql.SQL("{} => %({})s").format(sql.Identifier(k), sql.SQL(k)) for k in args
-                ),
-            )
-            values = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in args.items()}
-            shape = await function_shape(name)
+            shape = await database.function_shape(name) if NAME.match(name) else None
             if shape is None:
                 raise ApiError(404, "PGRST202", f"Could not find the function public.{name}")
-            returns_set, returns_row = shape
-            # As PostgREST answers: a set as a JSON array, one row as an object, a scalar as its value.
-            if returns_set and returns_row:
-                statement = sql.SQL("select coalesce(jsonb_agg(to_jsonb(t)), '[]') from {} as t").format(call)
-            elif returns_set:
-                statement = sql.SQL("select coalesce(jsonb_agg(t.v), '[]') from {} as t(v)").format(call)
-            elif returns_row:
-                statement = sql.SQL("select to_jsonb(t) from {} as t").format(call)
-            else:
-                statement = sql.SQL("select to_jsonb({})").format(call)
-            result = await in_request(request, statement, values)
+            values = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in args.items()}
+            result = await database.run(claims, request.method, rpc_statement(name, args, *shape), values)
         except ApiError as error:
             return error.response()
         return JSONResponse(result)
@@ -216,45 +244,9 @@ def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) ->
         try:
             if request.method != "GET" or not NAME.match(name):
                 raise ApiError(501, "PGRST000", "the local API serves reads of tables only")
-            columns = request.query_params.get("select", "*")
-            wanted = (
-                sql.SQL("*")
-                if columns == "*"
-                else sql.SQL(", ").join(
-                    sql.Identifier(c.strip()) for c in columns.split(",") if NAME.match(c.strip())
-                )
-            )
-            where: list[sql.Composable] = []
-            params: list[Any] = []
-            order: list[sql.Composable] = []
-            for key, value in request.query_params.multi_items():
-                if key == "select":
-                    continue
-                if key == "order":
-                    for part in value.split(","):
-                        column, _, direction = part.partition(".")
-                        order.append(
-                            sql.SQL("{} {}").format(
-                                sql.Identifier(column),
-                                sql.SQL("desc" if direction.startswith("desc") else "asc"),
-                            )
-                        )
-                    continue
-                if not NAME.match(key) or not value.startswith("eq."):
-                    raise ApiError(
-                        501, "PGRST000", f"the local API supports eq. filters only, not {key}={value}"
-                    )
-                where.append(sql.SQL("{} = %s").format(sql.Identifier(key)))
-                params.append(value.removeprefix("eq."))
-            statement = sql.SQL(
-                "select coalesce(jsonb_agg(to_jsonb(t)), '[]') from (select {} from public.{}{}{}) as t"
-            ).format(
-                wanted,
-                sql.Identifier(name),
-                sql.SQL(" where ") + sql.SQL(" and ").join(where) if where else sql.SQL(""),
-                sql.SQL(" order by ") + sql.SQL(", ").join(order) if order else sql.SQL(""),
-            )
-            return JSONResponse(await in_request(request, statement, params))
+            claims = claims_of(request, secret, keys)
+            statement, params = read_statement(name, request.query_params.multi_items())
+            return JSONResponse(await database.run(claims, request.method, statement, params))
         except ApiError as error:
             return error.response()
 
@@ -272,11 +264,11 @@ def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) ->
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await pool.open()
+        await database.pool.open()
         try:
             yield
         finally:
-            await pool.close()
+            await database.pool.close()
             await http.aclose()
 
     return Starlette(
