@@ -118,7 +118,7 @@ def test_an_admin_write_with_phone_confirm_is_the_backend_vouching(
     sql: Conn, app: App, auth_admin: SyncGoTrueAdminAPI, victims_history: uuid.UUID
 ) -> None:
     """updateUserById(id, { phone, phone_confirm: true }): the service key asserts the number, and the
-    history is linked (README, Security model)."""
+    history is linked (docs/security.md)."""
     user_id = app.sign_up(an_email(), PASSWORD)
     auth_admin.update_user_by_id(str(user_id), {"phone": VICTIM, "phone_confirm": True})
     app.client.refresh_session()

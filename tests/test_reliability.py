@@ -2,7 +2,7 @@
 two replicas, fuzzed and hostile input, connection exhaustion and memory.
 
 Everything runs against a real uvicorn and a real PostgreSQL; requests are signed with the twilio library.
-The figures each test prints (`pytest -s tests/test_reliability.py`) are the ones in README.md's Reliability table.
+The figures each test prints (`pytest -s tests/test_reliability.py`) are the ones in docs/reliability.md's table.
 """
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ def test_advisors_find_nothing_at_warn_or_error(cli_db: Database, supabase: Run)
 
     for finding in findings:
         if finding["level"] == "INFO":
-            print("advisor info:", describe(finding))  # listed in README.md with why each stays
+            print("advisor info:", describe(finding))  # listed in docs/contributing.md with why each stays
     serious = [describe(f) for f in findings if f["level"] != "INFO"]
     assert not serious, "Supabase advisors found:\n" + "\n".join(serious)
 
