@@ -13,7 +13,7 @@ A webhook is answered in this order, and nothing touches the database before ste
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -24,7 +24,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from glue.errors import BadRequest, DatabaseUnavailable, InputRejected, PayloadTooLarge, RelayError
-from glue.gateway import Gateway
+from glue.gateway import Gateway, Receipt
 from glue.hooks import ReplyHook, Sender, load_hook, run_hook
 from glue.link_codes import link_reply
 from glue.logs import RequestLogMiddleware
@@ -32,6 +32,8 @@ from glue.settings import WEBHOOK_PATH, Settings
 from glue.status_callback import STATUS_PATH, status_endpoint
 from glue.twilio_request import (
     SIGNATURE_HEADER,
+    Form,
+    InboundMessage,
     check_allowed,
     check_signature,
     parse_form,
@@ -58,6 +60,100 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def verified_form(
+    request: Request, settings: Settings, validators: list[RequestValidator], fields: dict[str, Any]
+) -> Form:
+    """The form Twilio signed, read within the size limit; RelayError (403) for a bad signature or a
+    sender outside the allow-lists, before anything touches the database."""
+    body = await read_body(request, settings.max_body_bytes)
+    form = parse_form(body, request.headers.get("content-type"))
+    url = public_url(request.url, request.headers, settings.public_base_url, settings.trust_forwarded_headers)
+    try:
+        check_signature(validators, url, form, request.headers.get(SIGNATURE_HEADER))
+    except RelayError:
+        fields["reason"] = "bad_signature"
+        raise
+    try:
+        check_allowed(form, settings.twilio_account_sids, settings.twilio_to_numbers)
+    except RelayError:
+        fields["reason"] = "not_allowed"
+        raise
+    return form
+
+
+async def replies_to(
+    receipt: Receipt,
+    message: InboundMessage,
+    hook: ReplyHook | None,
+    settings: Settings,
+    fields: dict[str, Any],
+) -> list[str]:
+    """What the relay answers: the welcome for a new sender, a consent or link-code confirmation,
+    else the application's hook (never for a redelivery)."""
+    replies: list[str] = []
+    if receipt.user_created and settings.welcome_reply:
+        replies.append(settings.welcome_reply)
+    if receipt.consent_reply:
+        replies.append(receipt.consent_reply)
+    if receipt.link_code is not None:
+        # A link code or its YES: the database has acted on it, the reply says what happened, and
+        # the hook (the application's conversation) does not see it.
+        fields["link_code"] = receipt.link_code
+        replies.append(link_reply(receipt.link_code, receipt.link_account))
+    # A consent keyword is answered by its confirmation alone: nothing else after a STOP.
+    elif hook is not None and not receipt.duplicate and not receipt.consent_reply:
+        sender = Sender(receipt.user_id, receipt.user_created, message.sender, message.profile_name)
+        try:
+            reply = await run_hook(hook, sender, message, settings.hook_timeout)
+        except TimeoutError:
+            fields["hook"] = "timeout"
+        except Exception as error:
+            fields["hook"] = "failed"
+            fields["hook_error"] = type(error).__name__
+        else:
+            fields["hook"] = "replied" if reply else "silent"
+            if reply:
+                replies.append(reply)
+    return replies
+
+
+def relay_error_handler(settings: Settings) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """RelayError to its status and plain-text message; a 503 carries Retry-After."""
+
+    async def relay_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RelayError)
+        request.state.log.setdefault("reason", error.reason)
+        headers = {}
+        if isinstance(error, DatabaseUnavailable):
+            headers["Retry-After"] = str(settings.retry_after_seconds)
+            # The operator's clue (42501 for a login without the grant, 40P01 for a deadlock...);
+            # the SQLSTATE only, never the database's message, which may quote the request.
+            cause = error.__cause__
+            sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "code", None)  # psycopg, PostgREST
+            if sqlstate:
+                request.state.log["sqlstate"] = sqlstate
+        return PlainTextResponse(error.message, status_code=error.status, headers=headers)
+
+    return relay_error
+
+
+def readiness(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
+    """GET /readyz: 200 when the database answers, else 503 with the reason logged."""
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await gateway.check_ready()
+        except DatabaseUnavailable as error:
+            request.state.log["reason"] = "not_ready"
+            return PlainTextResponse(f"not ready: {error.message}", status_code=503)
+        except Exception as error:
+            request.state.log["reason"] = type(error).__name__
+            return PlainTextResponse("not ready: the database check failed", status_code=503)
+        return PlainTextResponse("ready")
+
+    return readyz
+
+
 def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = None) -> Starlette:
     """The relay, built from its settings and its database gateway (opened and closed in the lifespan).
 
@@ -74,22 +170,7 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
 
     async def webhook(request: Request) -> Response:
         fields: dict[str, Any] = request.state.log
-        body = await read_body(request, settings.max_body_bytes)
-        form = parse_form(body, request.headers.get("content-type"))
-        url = public_url(
-            request.url, request.headers, settings.public_base_url, settings.trust_forwarded_headers
-        )
-        try:
-            check_signature(validators, url, form, request.headers.get(SIGNATURE_HEADER))
-        except RelayError:
-            fields["reason"] = "bad_signature"
-            raise
-        try:
-            check_allowed(form, settings.twilio_account_sids, settings.twilio_to_numbers)
-        except RelayError:
-            fields["reason"] = "not_allowed"
-            raise
-        message = read_message(form)
+        message = read_message(await verified_form(request, settings, validators, fields))
         fields["message_sid"] = message.message_sid
         if not message.is_whatsapp:
             # An SMS to the same number: its sender id can be spoofed on some routes, so it never
@@ -104,59 +185,12 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
         fields.update(
             user_id=str(receipt.user_id), user_created=receipt.user_created, duplicate=receipt.duplicate
         )
-        replies: list[str] = []
-        if receipt.user_created and settings.welcome_reply:
-            replies.append(settings.welcome_reply)
-        if receipt.consent_reply:
-            replies.append(receipt.consent_reply)
-        if receipt.link_code is not None:
-            # A link code or its YES: the database has acted on it, the reply says what happened, and
-            # the hook (the application's conversation) does not see it.
-            fields["link_code"] = receipt.link_code
-            replies.append(link_reply(receipt.link_code, receipt.link_account))
-        # A consent keyword is answered by its confirmation alone: nothing else after a STOP.
-        elif hook is not None and not receipt.duplicate and not receipt.consent_reply:
-            sender = Sender(receipt.user_id, receipt.user_created, message.sender, message.profile_name)
-            try:
-                reply = await run_hook(hook, sender, message, settings.hook_timeout)
-            except TimeoutError:
-                fields["hook"] = "timeout"
-            except Exception as error:
-                fields["hook"] = "failed"
-                fields["hook_error"] = type(error).__name__
-            else:
-                fields["hook"] = "replied" if reply else "silent"
-                if reply:
-                    replies.append(reply)
-        return Response(twiml(replies), media_type=TWIML_TYPE)
+        return Response(
+            twiml(await replies_to(receipt, message, hook, settings, fields)), media_type=TWIML_TYPE
+        )
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
-
-    async def readyz(request: Request) -> Response:
-        try:
-            await gateway.check_ready()
-        except DatabaseUnavailable as error:
-            request.state.log["reason"] = "not_ready"
-            return PlainTextResponse(f"not ready: {error.message}", status_code=503)
-        except Exception as error:
-            request.state.log["reason"] = type(error).__name__
-            return PlainTextResponse("not ready: the database check failed", status_code=503)
-        return PlainTextResponse("ready")
-
-    async def relay_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, RelayError)
-        request.state.log.setdefault("reason", error.reason)
-        headers = {}
-        if isinstance(error, DatabaseUnavailable):
-            headers["Retry-After"] = str(settings.retry_after_seconds)
-            # The operator's clue (42501 for a login without the grant, 40P01 for a deadlock...);
-            # the SQLSTATE only, never the database's message, which may quote the request.
-            cause = error.__cause__
-            sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "code", None)  # psycopg, PostgREST
-            if sqlstate:
-                request.state.log["sqlstate"] = sqlstate
-        return PlainTextResponse(error.message, status_code=error.status, headers=headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -166,19 +200,16 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
         finally:
             await gateway.close()
 
+    status = status_endpoint(settings, validators, gateway.record_status, read_body)
     return Starlette(
         routes=[
             Route(WEBHOOK_PATH, webhook, methods=["POST"]),
-            Route(
-                STATUS_PATH,
-                status_endpoint(settings, validators, gateway.record_status, read_body),
-                methods=["POST"],
-            ),
+            Route(STATUS_PATH, status, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
+            Route("/readyz", readiness(gateway), methods=["GET"]),
         ],
         middleware=[Middleware(RequestLogMiddleware)],
-        exception_handlers={RelayError: relay_error},
+        exception_handlers={RelayError: relay_error_handler(settings)},
         lifespan=lifespan,
     )
 

@@ -216,11 +216,69 @@ class DevOutbox:
         )
 
 
+def _dev_settings(port: int) -> Settings:
+    """The environment's settings with what a local run needs: a fresh token, the request's own URL
+    trusted (on this machine that is the URL Twilio would call), the welcome reply."""
+    from glue.devdb.server import free_port, port_is_free
+
+    base = Settings()
+    return base.model_copy(
+        update={
+            "twilio_auth_token": SecretStr(secrets.token_hex(16)),
+            "twilio_auth_token_secondary": None,
+            "public_base_url": None,
+            "trust_host_header": True,
+            "host": "127.0.0.1",
+            "port": port or (base.port if port_is_free(base.port) else free_port()),
+            "welcome_reply": base.welcome_reply or DEV_WELCOME,
+        }
+    )
+
+
+def _print_dev_banner(database_url: str, settings: Settings, auth_lines: list[str], started: float) -> None:
+    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
+    url = f"http://127.0.0.1:{settings.port}{WEBHOOK_PATH}"
+    print(f"local platform ready in {time.monotonic() - started:.1f}s (migrations and seed applied)")
+    print(f"  DATABASE_URL={database_url}")
+    print(f"  relay:        {url}   (health: http://127.0.0.1:{settings.port}/readyz)")
+    print(f"  TWILIO_AUTH_TOKEN={token}   (generated for this run)")
+    print()
+    print("\n".join(auth_lines))
+    print()
+    print("Profiles (demo data from supabase/seed.sql):")
+    print("\n".join(seed_overview(database_url)))
+    print()
+    print("Send it a WhatsApp-style message from another terminal:")
+    print(
+        f'  TWILIO_AUTH_TOKEN={token} {glue_command()} simulate --url {url} --from +14155550123 --body "hi"'
+    )
+    print("Look at what was stored:")
+    print(f'  psql {database_url} -c "select * from public.users"')
+    print("Ctrl-C stops the relay and the database, and removes its data.", flush=True)
+
+
+def _print_outbox_help(database_url: str, stand_in_port: int) -> None:
+    print()
+    print(
+        f"Outbox: a worker sends queued messages to a stand-in of Twilio's API (http://127.0.0.1:{stand_in_port})."
+    )
+    # A template, because free-form text needs a message from the person in the last 24 hours.
+    print("Queue a (template) message to Amara as the service role:")
+    print(
+        f'  psql {database_url} -c "set role service_role; select id, status from'
+        " public.send_whatsapp_message((select id from public.users where phone_number = '+14155550101'),"
+        f" 'hello-1', content_sid => '{DEV_TEMPLATE}')\""
+    )
+    print("The worker prints a [worker] line for each message it sends, with the command that reports it")
+    print("delivered as Twilio's status callback would. Then look at its status:")
+    print(f'  psql {database_url} -c "select status, message_sid from public.outbound_messages"', flush=True)
+
+
 def dev(args: argparse.Namespace) -> int:
-    """The local platform with migrations and seed, and the relay on it with a generated token."""
+    """The local platform with migrations and seed, Supabase Auth and the local API, the relay on it
+    with a generated token, and the outbox's worker against a stand-in of Twilio's API."""
     from glue.app import create_app
     from glue.devdb import start_local_platform
-    from glue.devdb.server import free_port, port_is_free
     from glue.example_hooks import echo
     from glue.gateway import PsycopgGateway
     from glue.hooks import load_hook
@@ -233,73 +291,25 @@ def dev(args: argparse.Namespace) -> int:
     outbox: DevOutbox | None = None
     try:
         auth, api, auth_lines = _start_local_auth(server)
-        token = secrets.token_hex(16)
-        base = Settings()
-        port = args.port or (base.port if port_is_free(base.port) else free_port())
-        settings = base.model_copy(
-            update={
-                "twilio_auth_token": SecretStr(token),
-                "twilio_auth_token_secondary": None,
-                "public_base_url": None,
-                "trust_host_header": True,  # on this machine the URL is the one the request arrived on
-                "host": "127.0.0.1",
-                "port": port,
-                "welcome_reply": base.welcome_reply or DEV_WELCOME,
-            }
-        )
+        settings = _dev_settings(args.port)
         database_url = server.url("postgres")
         hook = load_hook(settings.reply_hook) if settings.reply_hook else echo
         gateway = PsycopgGateway(database_url, settings.db_pool_size, settings.db_timeout)
         app = create_app(settings, gateway, hook)
-        url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
-        print(f"local platform ready in {time.monotonic() - started:.1f}s (migrations and seed applied)")
-        print(f"  DATABASE_URL={database_url}")
-        print(f"  relay:        {url}   (health: http://127.0.0.1:{port}/readyz)")
-        print(f"  TWILIO_AUTH_TOKEN={token}   (generated for this run)")
-        print()
-        print("\n".join(auth_lines))
-        print()
-        print("Profiles (demo data from supabase/seed.sql):")
-        print("\n".join(seed_overview(database_url)))
-        print()
-        print("Send it a WhatsApp-style message from another terminal:")
-        print(
-            f"  TWILIO_AUTH_TOKEN={token} {glue_command()} simulate --url {url}"
-            ' --from +14155550123 --body "hi"'
-        )
-        print("Look at what was stored:")
-        print(f'  psql {database_url} -c "select * from public.users"')
-        print("Ctrl-C stops the relay and the database, and removes its data.", flush=True)
-        outbox = DevOutbox(database_url, f"http://127.0.0.1:{port}", token, settings.worker_interval)
+        _print_dev_banner(database_url, settings, auth_lines, started)
+        token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
+        outbox = DevOutbox(database_url, f"http://127.0.0.1:{settings.port}", token, settings.worker_interval)
         outbox.start()
-        print()
-        print(
-            f"Outbox: a worker sends queued messages to a stand-in of Twilio's API (http://127.0.0.1:{outbox.port})."
-        )
-        # A template, because free-form text needs a message from the person in the last 24 hours.
-        print("Queue a (template) message to Amara as the service role:")
-        print(
-            f'  psql {database_url} -c "set role service_role; select id, status from'
-            " public.send_whatsapp_message((select id from public.users where phone_number = '+14155550101'),"
-            f" 'hello-1', content_sid => '{DEV_TEMPLATE}')\""
-        )
-        print("The worker prints a [worker] line for each message it sends, with the command that reports it")
-        print("delivered as Twilio's status callback would. Then look at its status:")
-        print(
-            f'  psql {database_url} -c "select status, message_sid from public.outbound_messages"', flush=True
-        )
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, **_uvicorn_options(settings))
+        _print_outbox_help(database_url, outbox.port)
+        config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, **_uvicorn_options(settings))
         configure_logging(settings.log_level)  # after uvicorn's Config, which applies its own logging setup
         # uvicorn re-raises Ctrl-C once it has shut down; that is the normal way out of `glue dev`.
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.Server(config).run()
     finally:
-        if outbox is not None:
-            outbox.stop()
-        if api is not None:
-            api.stop()
-        if auth is not None:
-            auth.stop()
+        for running in (outbox, api, auth):
+            if running is not None:
+                running.stop()
         server.destroy()
     print(f"stopped; the local database in {server.root} is removed", flush=True)
     return 0
@@ -371,6 +381,20 @@ def doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _worker_settings_missing(settings: Settings) -> list[str]:
+    """The names of the settings `glue worker` cannot run without, that are not set."""
+    required = (
+        ("DATABASE_URL", settings.database_url),
+        ("TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
+        ("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
+        (
+            "TWILIO_WHATSAPP_FROM or TWILIO_MESSAGING_SERVICE_SID",
+            settings.twilio_whatsapp_from or settings.twilio_messaging_service_sid,
+        ),
+    )
+    return [name for name, value in required if not value]
+
+
 def worker(args: argparse.Namespace) -> int:
     """The outbox worker: send and reconcile passes until stopped (or once with --once)."""
     import signal
@@ -380,20 +404,7 @@ def worker(args: argparse.Namespace) -> int:
     from glue.worker import RedirectedHttpClient, WorkerConfig, run_once
 
     settings = Settings()
-    missing = [
-        name
-        for name, value in (
-            ("DATABASE_URL", settings.database_url),
-            ("TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
-            ("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
-            (
-                "TWILIO_WHATSAPP_FROM or TWILIO_MESSAGING_SERVICE_SID",
-                settings.twilio_whatsapp_from or settings.twilio_messaging_service_sid,
-            ),
-        )
-        if not value
-    ]
-    if missing:
+    if missing := _worker_settings_missing(settings):
         print(f"glue worker: set {', '.join(missing)}", file=sys.stderr)
         return 2
     assert settings.database_url is not None and settings.twilio_auth_token is not None

@@ -38,3 +38,16 @@ def test_an_explicit_binary_wins_and_a_missing_one_is_named(
     monkeypatch.setenv("GLUE_AUTH_BIN", str(tmp_path / "absent"))
     assert auth.auth_binary() is None
     assert auth.unavailable_reason().endswith("is not a file")
+
+
+def test_the_servers_settings_come_from_config_toml() -> None:
+    """The settings the guarantees rest on reach the server as the CLI passes them: phone and email
+    confirmations on, the plain Twilio provider with its template, the code's lifetime, the test codes."""
+    env = auth.auth_environment(auth.load_config(), "postgresql://x", port=9999, smtp_port=2525)
+    assert (env["GOTRUE_SMS_AUTOCONFIRM"], env["GOTRUE_MAILER_AUTOCONFIRM"]) == ("false", "false")
+    assert env["GOTRUE_SMS_PROVIDER"] == "twilio"
+    assert "GOTRUE_SMS_TWILIO_CONTENT_SID" in env and "GOTRUE_SMS_TWILIO_VERIFY_ACCOUNT_SID" not in env
+    assert env["GOTRUE_SMS_OTP_EXP"] == "600"
+    assert env["GOTRUE_SMS_TEST_OTP"] == "14155550100:123456,14155550101:654321"
+    assert env["GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED"] == "false"
+    assert env["GOTRUE_SMTP_PORT"] == "2525"

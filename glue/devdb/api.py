@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -217,6 +217,24 @@ class ApiDatabase:
         return (bool(row[0]), bool(row[1])) if row else None
 
 
+def auth_proxy(http: httpx.AsyncClient) -> Callable[[Request], Awaitable[Response]]:
+    """/auth/v1/* passed to the Auth server as the gateway of a Supabase project passes it."""
+
+    async def auth(request: Request) -> Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        upstream = await http.request(
+            request.method,
+            "/" + request.path_params["path"],
+            params=request.url.query,
+            content=await request.body(),
+            headers=headers,
+        )
+        kept = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+        return Response(upstream.content, status_code=upstream.status_code, headers=kept)
+
+    return auth
+
+
 def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) -> Starlette:
     """The app: `database_url` connects as authenticator, `auth_url` is the Auth server."""
     database = ApiDatabase(database_url)
@@ -250,18 +268,6 @@ def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) ->
         except ApiError as error:
             return error.response()
 
-    async def auth(request: Request) -> Response:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        upstream = await http.request(
-            request.method,
-            "/" + request.path_params["path"],
-            params=request.url.query,
-            content=await request.body(),
-            headers=headers,
-        )
-        kept = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
-        return Response(upstream.content, status_code=upstream.status_code, headers=kept)
-
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await database.pool.open()
@@ -273,7 +279,9 @@ def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) ->
 
     return Starlette(
         routes=[
-            Route("/auth/v1/{path:path}", auth, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+            Route(
+                "/auth/v1/{path:path}", auth_proxy(http), methods=["GET", "POST", "PUT", "DELETE", "PATCH"]
+            ),
             Route("/rest/v1/rpc/{name}", rpc, methods=["POST"]),
             Route("/rest/v1/{name}", table, methods=["GET", "POST", "PATCH", "DELETE"]),
         ],

@@ -129,6 +129,53 @@ def test_otps(config: dict[str, Any]) -> dict[str, str]:
     return {str(number): str(code) for number, code in table.items()}
 
 
+def _email_environment(
+    email: dict[str, Any], external_url: str, smtp_port: int, limits: dict[str, Any]
+) -> dict[str, str]:
+    """[auth.email]: confirmations and secure change as the file says; mails to the local catcher."""
+    return {
+        "GOTRUE_EXTERNAL_EMAIL_ENABLED": _flag(email.get("enabled", True)),
+        "GOTRUE_MAILER_AUTOCONFIRM": _flag(not email.get("enable_confirmations", False)),
+        "GOTRUE_MAILER_SECURE_EMAIL_CHANGE_ENABLED": _flag(email.get("double_confirm_changes", True)),
+        "GOTRUE_SMTP_MAX_FREQUENCY": email.get("max_frequency", "1s"),
+        "GOTRUE_SMTP_HOST": "127.0.0.1",
+        "GOTRUE_SMTP_PORT": str(smtp_port),
+        "GOTRUE_SMTP_ADMIN_EMAIL": "admin@example.com",
+        "GOTRUE_SMTP_SENDER_NAME": "glue local",
+        "GOTRUE_MAILER_URLPATHS_CONFIRMATION": f"{external_url}/verify",
+        "GOTRUE_MAILER_URLPATHS_INVITE": f"{external_url}/verify",
+        "GOTRUE_MAILER_URLPATHS_RECOVERY": f"{external_url}/verify",
+        "GOTRUE_MAILER_URLPATHS_EMAIL_CHANGE": f"{external_url}/verify",
+        # The CLI lifts the mail limit for its local mail catcher; so do we.
+        "GOTRUE_RATE_LIMIT_EMAIL_SENT": str(limits.get("email_sent", 360000)),
+    }
+
+
+def _sms_environment(sms: dict[str, Any], limits: dict[str, Any], otps: dict[str, str]) -> dict[str, str]:
+    """[auth.sms]: phone sign-up with confirmations as the file says, its provider and test codes."""
+    env = {
+        "GOTRUE_EXTERNAL_PHONE_ENABLED": _flag(sms.get("enabled", False)),
+        "GOTRUE_SMS_AUTOCONFIRM": _flag(not sms.get("enable_confirmations", False)),
+        "GOTRUE_SMS_TEMPLATE": sms.get("template", "Your code is {{ .Code }}"),
+        "GOTRUE_SMS_MAX_FREQUENCY": sms.get("max_frequency", "5s"),
+        "GOTRUE_SMS_OTP_EXP": str(sms.get("otp_expiry", 60)),
+        "GOTRUE_RATE_LIMIT_SMS_SENT": str(limits.get("sms_sent", 30)),
+    }
+    for provider, prefix in (
+        ("twilio", "GOTRUE_SMS_TWILIO_"),
+        ("twilio_verify", "GOTRUE_SMS_TWILIO_VERIFY_"),
+    ):
+        settings = sms.get(provider, {})
+        if settings.get("enabled"):
+            env["GOTRUE_SMS_PROVIDER"] = provider
+            for key in ("account_sid", "message_service_sid", "auth_token", "content_sid"):
+                if key in settings:
+                    env[prefix + key.upper()] = _env_reference(settings[key])
+    if otps:
+        env["GOTRUE_SMS_TEST_OTP"] = ",".join(f"{number}:{code}" for number, code in otps.items())
+    return env
+
+
 def auth_environment(
     config: dict[str, Any],
     database_url: str,
@@ -139,11 +186,9 @@ def auth_environment(
 ) -> dict[str, str]:
     """GOTRUE_* settings from config.toml, as the Supabase CLI passes them to its auth container."""
     auth = config.get("auth", {})
-    email = auth.get("email", {})
-    sms = auth.get("sms", {})
     limits = auth.get("rate_limit", {})
     external_url = f"http://127.0.0.1:{port}"
-    env = {
+    return {
         "API_EXTERNAL_URL": external_url,
         "GOTRUE_API_HOST": "127.0.0.1",
         "PORT": str(port),
@@ -166,41 +211,11 @@ def auth_environment(
         ),
         "GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL": str(auth.get("refresh_token_reuse_interval", 10)),
         "GOTRUE_PASSWORD_MIN_LENGTH": str(auth.get("minimum_password_length", 6)),
-        "GOTRUE_EXTERNAL_EMAIL_ENABLED": _flag(email.get("enabled", True)),
-        "GOTRUE_MAILER_AUTOCONFIRM": _flag(not email.get("enable_confirmations", False)),
-        "GOTRUE_MAILER_SECURE_EMAIL_CHANGE_ENABLED": _flag(email.get("double_confirm_changes", True)),
-        "GOTRUE_SMTP_MAX_FREQUENCY": email.get("max_frequency", "1s"),
-        "GOTRUE_SMTP_HOST": "127.0.0.1",
-        "GOTRUE_SMTP_PORT": str(smtp_port),
-        "GOTRUE_SMTP_ADMIN_EMAIL": "admin@example.com",
-        "GOTRUE_SMTP_SENDER_NAME": "glue local",
-        "GOTRUE_MAILER_URLPATHS_CONFIRMATION": f"{external_url}/verify",
-        "GOTRUE_MAILER_URLPATHS_INVITE": f"{external_url}/verify",
-        "GOTRUE_MAILER_URLPATHS_RECOVERY": f"{external_url}/verify",
-        "GOTRUE_MAILER_URLPATHS_EMAIL_CHANGE": f"{external_url}/verify",
-        "GOTRUE_EXTERNAL_PHONE_ENABLED": _flag(sms.get("enabled", False)),
-        "GOTRUE_SMS_AUTOCONFIRM": _flag(not sms.get("enable_confirmations", False)),
-        "GOTRUE_SMS_TEMPLATE": sms.get("template", "Your code is {{ .Code }}"),
-        "GOTRUE_SMS_MAX_FREQUENCY": sms.get("max_frequency", "5s"),
-        "GOTRUE_RATE_LIMIT_SMS_SENT": str(limits.get("sms_sent", 30)),
-        # The CLI lifts the mail limit for its local mail catcher; so do we.
-        "GOTRUE_RATE_LIMIT_EMAIL_SENT": str(limits.get("email_sent", 360000)),
         "GOTRUE_LOG_LEVEL": "warn",
         "GOTRUE_LOG_SQL": "none",
+        **_email_environment(auth.get("email", {}), external_url, smtp_port, limits),
+        **_sms_environment(auth.get("sms", {}), limits, {**test_otps(config), **(extra_test_otps or {})}),
     }
-    for provider, prefix in (
-        ("twilio", "GOTRUE_SMS_TWILIO_"),
-        ("twilio_verify", "GOTRUE_SMS_TWILIO_VERIFY_"),
-    ):
-        settings = sms.get(provider, {})
-        if settings.get("enabled"):
-            env["GOTRUE_SMS_PROVIDER"] = provider
-            for key in ("account_sid", "message_service_sid", "auth_token"):
-                env[prefix + key.upper()] = _env_reference(settings.get(key, ""))
-    otps = {**test_otps(config), **(extra_test_otps or {})}
-    if otps:
-        env["GOTRUE_SMS_TEST_OTP"] = ",".join(f"{number}:{code}" for number, code in otps.items())
-    return env
 
 
 @dataclass
