@@ -720,23 +720,29 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
       )) as status`;
   }
 
+  // One call, run once more when worthAnotherTry says so: a pooled connection that died with a
+  // restarted server, or the database asking for the transaction to be run again (40001, 40P01).
+  function withOneRetry<T>(start: () => { cancel(): void } & Promise<T>): Promise<T> {
+    return withTimeout(async (track) => {
+      try {
+        const query = start();
+        track(query);
+        return await query;
+      } catch (error) {
+        if (!worthAnotherTry(error)) throw error;
+        const query = start();
+        track(query);
+        return await query;
+      }
+    });
+  }
+
   return {
     async recordStatus(report) {
       let rows;
       try {
-        rows = await withTimeout(async (track) => {
-          try {
-            const query = callStatus(report);
-            track(query);
-            return await query;
-          } catch (error) {
-            if (!worthAnotherTry(error)) throw error;
-            // Status only ever moves forward, so applying a callback twice is harmless.
-            const query = callStatus(report);
-            track(query);
-            return await query;
-          }
-        });
+        // Status only ever moves forward, so applying a callback twice is harmless.
+        rows = await withOneRetry(() => callStatus(report));
       } catch (error) {
         if (error instanceof DatabaseUnavailable) throw error;
         if (isPostgresError(error) && error.code === BAD_ARGUMENT) {
@@ -749,20 +755,8 @@ export function postgresGateway(url: string, options: { poolSize?: number; timeo
     async receive(message) {
       let rows;
       try {
-        rows = await withTimeout(async (track) => {
-          try {
-            const query = call(message);
-            track(query);
-            return await query;
-          } catch (error) {
-            if (!worthAnotherTry(error)) throw error;
-            // A pooled connection may have died with a restarted server, or the database asked for
-            // the call to be run again; the RPC is idempotent by MessageSid, so one more try is safe.
-            const query = call(message);
-            track(query);
-            return await query;
-          }
-        });
+        // The RPC is idempotent by MessageSid, so one more try is safe.
+        rows = await withOneRetry(() => call(message));
       } catch (error) {
         if (error instanceof DatabaseUnavailable) throw error;
         if (isPostgresError(error)) {
