@@ -23,62 +23,16 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from glue.errors import BadRequest, DatabaseUnavailable, InputRejected, PayloadTooLarge, RelayError
+from glue.errors import BadRequest, DatabaseUnavailable, InputRejected, RelayError
 from glue.gateway import Gateway, Receipt
 from glue.hooks import ReplyHook, Sender, load_hook, run_hook
 from glue.link_codes import link_reply
 from glue.logs import RequestLogMiddleware
 from glue.settings import WEBHOOK_PATH, Settings
 from glue.status_callback import STATUS_PATH, status_endpoint
-from glue.twilio_request import (
-    SIGNATURE_HEADER,
-    Form,
-    InboundMessage,
-    check_allowed,
-    check_signature,
-    parse_form,
-    public_url,
-    read_message,
-    twiml,
-)
+from glue.twilio_request import InboundMessage, read_message, twiml, verified_form
 
 TWIML_TYPE = "text/xml"
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or PayloadTooLarge as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge("request body too large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge("request body too large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def verified_form(
-    request: Request, settings: Settings, validators: list[RequestValidator], fields: dict[str, Any]
-) -> Form:
-    """The form Twilio signed, read within the size limit; RelayError (403) for a bad signature or a
-    sender outside the allow-lists, before anything touches the database."""
-    body = await read_body(request, settings.max_body_bytes)
-    form = parse_form(body, request.headers.get("content-type"))
-    url = public_url(request.url, request.headers, settings.public_base_url, settings.trust_forwarded_headers)
-    try:
-        check_signature(validators, url, form, request.headers.get(SIGNATURE_HEADER))
-    except RelayError:
-        fields["reason"] = "bad_signature"
-        raise
-    try:
-        check_allowed(form, settings.twilio_account_sids, settings.twilio_to_numbers)
-    except RelayError:
-        fields["reason"] = "not_allowed"
-        raise
-    return form
 
 
 async def replies_to(
@@ -200,7 +154,7 @@ def create_app(settings: Settings, gateway: Gateway, hook: ReplyHook | None = No
         finally:
             await gateway.close()
 
-    status = status_endpoint(settings, validators, gateway.record_status, read_body)
+    status = status_endpoint(settings, validators, gateway.record_status)
     return Starlette(
         routes=[
             Route(WEBHOOK_PATH, webhook, methods=["POST"]),

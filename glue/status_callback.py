@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from twilio.request_validator import RequestValidator
 
-from glue.errors import BadRequest, InputRejected, RelayError
+from glue.errors import BadRequest, InputRejected
 from glue.settings import Settings
-from glue.twilio_request import SIGNATURE_HEADER, Form, check_allowed, check_signature, parse_form, public_url
+from glue.twilio_request import Form, verified_form
 
 STATUS_PATH = "/twilio/status"
 # ASCII digits only (str.isdigit() also takes "²", which int() refuses), and few enough to fit the
@@ -73,28 +73,12 @@ def status_endpoint(
     settings: Settings,
     validators: Sequence[RequestValidator],
     record: Callable[[StatusReport], Awaitable[str | None]],
-    read_body: Callable[[Request, int], Awaitable[bytes]],
 ) -> Callable[[Request], Awaitable[Response]]:
     """The handler of POST /twilio/status, built from the relay's settings and validators."""
 
     async def status(request: Request) -> Response:
         fields: dict[str, Any] = request.state.log
-        body = await read_body(request, settings.max_body_bytes)
-        form = parse_form(body, request.headers.get("content-type"))
-        url = public_url(
-            request.url, request.headers, settings.public_base_url, settings.trust_forwarded_headers
-        )
-        try:
-            check_signature(validators, url, form, request.headers.get(SIGNATURE_HEADER))
-        except RelayError:
-            fields["reason"] = "bad_signature"
-            raise
-        try:
-            # To is the recipient here, not our number: only the account is checked.
-            check_allowed(form, settings.twilio_account_sids, [])
-        except RelayError:
-            fields["reason"] = "not_allowed"
-            raise
+        form = await verified_form(request, settings, validators, fields, to_is_ours=False)
         report = read_status(form, dict(request.query_params))
         fields.update(message_sid=report.message_sid, message_status=report.status)
         try:

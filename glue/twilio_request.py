@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import URL, Headers, ImmutableMultiDict
+from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from glue.errors import BadRequest, Forbidden, UnsupportedMediaType
+from glue.errors import BadRequest, Forbidden, PayloadTooLarge, RelayError, UnsupportedMediaType
+from glue.settings import Settings
 
 SIGNATURE_HEADER = "x-twilio-signature"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -263,3 +266,44 @@ def twiml(replies: Sequence[str]) -> str:
     for reply in replies:
         response.message(NOT_XML.sub("", reply))
     return str(response)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or PayloadTooLarge as soon as it is known to be over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge("request body too large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge("request body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def verified_form(
+    request: Request,
+    settings: Settings,
+    validators: Sequence[RequestValidator],
+    fields: dict[str, Any],
+    to_is_ours: bool = True,
+) -> Form:
+    """The form Twilio signed, read within the size limit; RelayError (403) for a bad signature or a
+    sender outside the allow-lists, before anything touches the database. `to_is_ours` is false for
+    status callbacks, whose To is the recipient: then only the account is checked."""
+    body = await read_body(request, settings.max_body_bytes)
+    form = parse_form(body, request.headers.get("content-type"))
+    url = public_url(request.url, request.headers, settings.public_base_url, settings.trust_forwarded_headers)
+    try:
+        check_signature(validators, url, form, request.headers.get(SIGNATURE_HEADER))
+    except RelayError:
+        fields["reason"] = "bad_signature"
+        raise
+    try:
+        check_allowed(form, settings.twilio_account_sids, settings.twilio_to_numbers if to_is_ours else [])
+    except RelayError:
+        fields["reason"] = "not_allowed"
+        raise
+    return form

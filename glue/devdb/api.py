@@ -245,7 +245,10 @@ def create_api(database_url: str, auth_url: str, secret: str, keys: set[str]) ->
         try:
             claims = claims_of(request, secret, keys)
             raw = await request.body()
-            args = json.loads(raw) if raw.strip() else {}
+            try:
+                args = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                raise ApiError(400, "PGRST102", "The body is not valid JSON") from None
             if not isinstance(args, dict) or not all(NAME.match(k) for k in args):
                 raise ApiError(400, "PGRST102", "The body must be a JSON object of argument names")
             shape = await database.function_shape(name) if NAME.match(name) else None

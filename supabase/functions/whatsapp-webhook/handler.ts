@@ -835,10 +835,16 @@ export function createRelay(env: Env, options: RelayOptions = {}): Relay {
   const hook = options.hook;
   const log = options.log ?? ((line) => console.log(JSON.stringify(line)));
 
-  async function webhook(request: Request, fields: Record<string, unknown>): Promise<Response> {
+  // The form Twilio signed for `url`, read within the size limit; a bad signature or a sender outside
+  // the allow-lists throws (403) before anything touches the database.
+  async function verifiedForm(
+    request: Request,
+    fields: Record<string, unknown>,
+    url: string,
+    toNumbers: string[],
+  ): Promise<Form> {
     const body = await readBody(request, settings.maxBodyBytes);
     const form = parseForm(body, request.headers.get("content-type"));
-    const url = publicUrl(request.url, settings);
     try {
       await checkSignature(settings.authTokens, url, form, request.headers.get(SIGNATURE_HEADER));
     } catch (error) {
@@ -846,11 +852,16 @@ export function createRelay(env: Env, options: RelayOptions = {}): Relay {
       throw error;
     }
     try {
-      checkAllowed(form, settings.accountSids, settings.toNumbers);
+      checkAllowed(form, settings.accountSids, toNumbers);
     } catch (error) {
       fields.reason = "not_allowed";
       throw error;
     }
+    return form;
+  }
+
+  async function webhook(request: Request, fields: Record<string, unknown>): Promise<Response> {
+    const form = await verifiedForm(request, fields, publicUrl(request.url, settings), settings.toNumbers);
     const message = readMessage(form);
     fields.message_sid = message.messageSid;
     if (!isWhatsapp(message)) {
@@ -907,22 +918,8 @@ export function createRelay(env: Env, options: RelayOptions = {}): Relay {
   }
 
   async function statusCallback(request: Request, fields: Record<string, unknown>): Promise<Response> {
-    const body = await readBody(request, settings.maxBodyBytes);
-    const form = parseForm(body, request.headers.get("content-type"));
-    const url = publicStatusUrl(request.url, settings);
-    try {
-      await checkSignature(settings.authTokens, url, form, request.headers.get(SIGNATURE_HEADER));
-    } catch (error) {
-      fields.reason = "bad_signature";
-      throw error;
-    }
-    try {
-      // To is the recipient here, not our number: only the account is checked.
-      checkAllowed(form, settings.accountSids, []);
-    } catch (error) {
-      fields.reason = "not_allowed";
-      throw error;
-    }
+    // To is the recipient here, not our number: only the account is checked.
+    const form = await verifiedForm(request, fields, publicStatusUrl(request.url, settings), []);
     const report = readStatus(form, request.url);
     Object.assign(fields, { message_sid: report.messageSid, message_status: report.status });
     if (db.recordStatus === undefined) throw new DatabaseUnavailable();
